@@ -3,7 +3,7 @@ add_compile_options(
   -Wall -Wextra -Wpedantic -Wshadow -Wvla -Wformat=2
   -Wstrict-prototypes -Wmissing-prototypes -Wold-style-definition
   -Wimplicit-fallthrough -Wundef -Wpointer-arith -Wwrite-strings
-  -fno-common)
+  -Wno-missing-field-initializers -fno-common)
 if(HERD_WERROR)
   add_compile_options(-Werror)
 endif()
