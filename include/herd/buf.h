@@ -36,7 +36,8 @@ int buf_append(struct buf *b, const void *p, size_t n) HERD_MUST_USE;
 int buf_appends(struct buf *b, const char *s) HERD_MUST_USE;
 int buf_appendf(struct buf *b, const char *fmt, ...) HERD_PRINTF(2, 3)
     HERD_MUST_USE;
-int buf_vappendf(struct buf *b, const char *fmt, va_list ap) HERD_MUST_USE;
+int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
+    HERD_PRINTF(2, 0) HERD_MUST_USE;
 
 /* Drops the first n bytes (n > len drops everything). */
 void buf_consume(struct buf *b, size_t n);

@@ -32,4 +32,14 @@ int clock_fmt_utc(int64_t wall_ns, char *out, size_t n);
  */
 int clock_fmt_local(int64_t wall_ns, char *out, size_t n);
 
+/*
+ * wall_ns + add_ns, formatted as above. The sum is computed in seconds and
+ * nanoseconds, as Go's time.Time.Add does, so it never overflows: Ollama's
+ * "forever" expires_at is time.Now().Add(math.MaxInt64), around year 2318,
+ * which does not fit in int64 nanoseconds (those end in 2262). Use
+ * clock_fmt_local_add(clock_wall_ns(), INT64_MAX, ...) for it.
+ */
+int clock_fmt_utc_add(int64_t wall_ns, int64_t add_ns, char *out, size_t n);
+int clock_fmt_local_add(int64_t wall_ns, int64_t add_ns, char *out, size_t n);
+
 #endif /* HERD_CLOCK_H */

@@ -19,7 +19,8 @@
 #include "herd/buf.h"
 
 enum cfg_type {
-    CFG_STR,      /* dst: char ** (owned by the table; cfg_free frees) */
+    CFG_STR,      /* dst: char ** (owned by the table; cfg_free frees);
+                     must be NULL before the first cfg_parse */
     CFG_INT,      /* dst: int64_t *, bounded by [min, max] */
     CFG_DOUBLE,   /* dst: double *, bounded by [min, max] */
     CFG_BOOL,     /* dst: bool * */
@@ -57,7 +58,10 @@ int cfg_load_env_file(char *err, size_t errlen);
 /*
  * Applies defaults, then the environment, then argv. Returns 0,
  * CFG_HELP, CFG_VERSION, or -EINVAL with a message in err such as
- * "--port: out of range (1..65535)" or "FLEET_PORT=abc: not a number".
+ * "--port '0': out of range (1..65535)" or "FLEET_PORT='abc': not a
+ * number" (the flag as typed, or the variable, and the value). An empty
+ * variable counts as unset. A bad variable that a flag overrides is not
+ * an error.
  * *first_arg is the index of the first positional argument.
  */
 int cfg_parse(struct cfg_opt *opts, size_t n, int argc, char **argv,

@@ -13,6 +13,7 @@
 #define HERD_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "herd/buf.h"
 
 /* Not LOG_ERR etc.: those names belong to <syslog.h>. */
@@ -46,6 +47,13 @@ void log_msg(enum log_level lvl, const char *fmt, ...) HERD_PRINTF(2, 3);
 /* Like log_msg(LL_ERROR, ...) with ": <strerror(errno)>" appended. */
 void log_syserr(const char *fmt, ...) HERD_PRINTF(1, 2);
 _Noreturn void fatal(const char *fmt, ...) HERD_PRINTF(1, 2);
+
+/*
+ * Test-only: replaces the wall clock (nanoseconds since the epoch) used
+ * for timestamps and rotation; NULL restores CLOCK_REALTIME. Lets the
+ * unit tests cross a UTC midnight without waiting for one.
+ */
+void log_set_clock_for_test(int64_t (*now_ns)(void));
 
 #define log_error(...) log_msg(LL_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LL_WARN, __VA_ARGS__)

@@ -1,0 +1,166 @@
+/*
+ * buf.c - growable byte buffer with a hard size cap.
+ *
+ * The buffer owns its bytes and keeps them NUL-terminated; every append
+ * checks the cap first in an overflow-safe way and leaves the buffer
+ * untouched on failure.
+ */
+#include "herd/buf.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+buf_init(struct buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+void
+buf_cleanup(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void
+buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->data != NULL)
+        b->data[0] = '\0';
+}
+
+/* Makes room for need bytes in total (including the NUL). */
+static int
+buf_grow(struct buf *b, size_t need)
+{
+    size_t ncap;
+    char *p;
+
+    if (need <= b->cap)
+        return 0;
+    ncap = b->cap < 64 ? 64 : b->cap;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) {
+            ncap = need;
+            break;
+        }
+        ncap *= 2;
+    }
+    /* Never allocate much beyond what the cap allows. */
+    if (b->max < SIZE_MAX && ncap > b->max + 1 && need <= b->max + 1)
+        ncap = b->max + 1;
+    p = realloc(b->data, ncap);
+    if (p == NULL)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = ncap;
+    return 0;
+}
+
+int
+buf_append(struct buf *b, const void *p, size_t n)
+{
+    int rc;
+
+    if (b->len > b->max || n > b->max - b->len) /* overflow-safe */
+        return -E2BIG;
+    if (n > SIZE_MAX - 1 - b->len)
+        return -E2BIG;
+    rc = buf_grow(b, b->len + n + 1);
+    if (rc != 0)
+        return rc;
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int
+buf_appends(struct buf *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
+
+int
+buf_vappendf(struct buf *b, const char *fmt, va_list ap)
+{
+    char small[256];
+    char *tmp = NULL;
+    va_list ap2;
+    int n;
+    int rc;
+
+    va_copy(ap2, ap);
+    n = vsnprintf(small, sizeof(small), fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n < sizeof(small))
+        return buf_append(b, small, (size_t)n);
+    if ((size_t)n > b->max || b->len > b->max - (size_t)n)
+        return -E2BIG;
+    tmp = malloc((size_t)n + 1);
+    if (tmp == NULL)
+        return -ENOMEM;
+    va_copy(ap2, ap);
+    vsnprintf(tmp, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    rc = buf_append(b, tmp, (size_t)n);
+    free(tmp);
+    return rc;
+}
+
+int
+buf_appendf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = buf_vappendf(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+void
+buf_consume(struct buf *b, size_t n)
+{
+    if (n >= b->len) {
+        buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
+char *
+buf_take(struct buf *b, size_t *lenp)
+{
+    char *p = b->data;
+    size_t len = b->len;
+
+    if (p == NULL) {
+        p = strdup("");
+        if (p == NULL)
+            return NULL;
+        len = 0;
+    }
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    if (lenp != NULL)
+        *lenp = len;
+    return p;
+}
