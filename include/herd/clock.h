@@ -28,7 +28,8 @@ int clock_fmt_utc(int64_t wall_ns, char *out, size_t n);
 /*
  * RFC 3339 in local time with the numeric offset and nanoseconds, e.g.
  * "2025-10-26T10:21:21.196249-07:00" (Ollama's expires_at/modified_at;
- * "Z" is never used here, "+00:00" is). Same return as clock_fmt_utc.
+ * a zero offset is written "Z", as Go's RFC 3339 layout does). Same return as
+ * clock_fmt_utc.
  */
 int clock_fmt_local(int64_t wall_ns, char *out, size_t n);
 

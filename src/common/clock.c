@@ -143,8 +143,11 @@ clock_fmt_local_add(int64_t wall_ns, int64_t add_ns, char *out, size_t n)
         off = tm.tm_gmtoff;
     /* Go's "Z07:00" prints whole minutes and drops seconds of offset. */
     mins = (off < 0 ? -off : off) / 60;
-    snprintf(zone, sizeof(zone), "%c%02ld:%02ld", off < 0 ? '-' : '+',
-             (mins / 60) % 100, mins % 60);
+    if (mins == 0) /* Go's RFC 3339 layout writes a zero offset as "Z" */
+        snprintf(zone, sizeof(zone), "Z");
+    else
+        snprintf(zone, sizeof(zone), "%c%02ld:%02ld", off < 0 ? '-' : '+',
+                 (mins / 60) % 100, mins % 60);
     return clock_fmt(secs + off, nsec, zone, out, n);
 }
 

@@ -990,12 +990,12 @@ native_ps(struct sim *sim, struct http_req *req)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const struct sim_model *m = ps[i].model;
         char ts[48];
-        /* Forever: now + the largest duration, around the year 2318. */
-        int64_t exp = ps[i].expires_at_ns == INT64_MAX
-                          ? clock_wall_ns() / 2 + INT64_MAX / 2
-                          : ps[i].expires_at_ns;
 
-        clock_fmt_local(exp, ts, sizeof(ts));
+        /* Forever: now + the largest duration, around the year 2318. */
+        if (ps[i].expires_at_ns == INT64_MAX)
+            clock_fmt_local_add(clock_wall_ns(), INT64_MAX, ts, sizeof(ts));
+        else
+            clock_fmt_local(ps[i].expires_at_ns, ts, sizeof(ts));
         rc = buf_appends(&b, i ? ",{\"name\":" : "{\"name\":");
         if (rc == 0)
             rc = json_append_str(&b, m->name, strlen(m->name));

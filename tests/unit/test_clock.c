@@ -128,8 +128,8 @@ test_local_offsets(void **state)
 {
     (void)state;
     set_tz("UTC0");
-    expect_local(T_OLLAMA, 0, "2025-10-26T17:21:21.196249+00:00");
-    expect_local(0, 0, "1970-01-01T00:00:00+00:00");
+    expect_local(T_OLLAMA, 0, "2025-10-26T17:21:21.196249Z");
+    expect_local(0, 0, "1970-01-01T00:00:00Z");
 
     set_tz("PST8PDT,M3.2.0,M11.1.0");
     expect_local(T_OLLAMA, 0, "2025-10-26T10:21:21.196249-07:00");
