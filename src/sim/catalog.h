@@ -94,4 +94,20 @@ int catalog_pull(struct sim_catalog *c, const char *name,
 /* "library" for plain names, the namespace otherwise (OpenAI owned_by). */
 void model_name_owner(const char *name, char *out, size_t n);
 
+/*
+ * Additions (simcore):
+ * - catalog_add_spec/catalog_load_file/catalog_pull/catalog_copy fail
+ *   with -ENOSPC once 4096 models are installed (a peer controls pulls).
+ * - A pull (or copy with the same digest) of a name that is in
+ *   c->removed brings that same object back instead of allocating a new
+ *   one, so a still-loaded runner of it is reused and pull/delete loops
+ *   do not grow memory.
+ * - catalog_purge_removed frees the removed models for which in_use()
+ *   returns false (e.g. sched_uses_model); in_use NULL frees them all.
+ */
+void catalog_purge_removed(struct sim_catalog *c,
+                           bool (*in_use)(const struct sim_model *m,
+                                          void *ud),
+                           void *ud);
+
 #endif /* SIM_CATALOG_H */

@@ -45,6 +45,7 @@ struct gen {
     size_t next;      /* next piece to send */
     size_t n_content; /* content pieces sent */
     size_t n_think;   /* thinking pieces sent */
+    size_t n_tool;    /* tokens spent on tool calls (at the end) */
 
     uint64_t t0;         /* real ns at arrival */
     uint64_t t_tokens;   /* real ns when token pacing started */
@@ -197,7 +198,7 @@ gen_append_metric(struct buf *b, const char *name, int64_t v)
 static int64_t
 gen_eval_ns(const struct gen *g)
 {
-    return (int64_t)(g->n_content + g->n_think) * g->token_ns;
+    return (int64_t)(g->n_content + g->n_think + g->n_tool) * g->token_ns;
 }
 
 static int
@@ -213,7 +214,7 @@ gen_metrics(const struct gen *g, struct buf *b)
     rc |= gen_append_metric(b, "prompt_eval_count", (int64_t)g->spec.n_prompt);
     rc |= gen_append_metric(b, "prompt_eval_duration", g->prompt_ns);
     rc |= gen_append_metric(b, "eval_count",
-                            (int64_t)(g->n_content + g->n_think));
+                            (int64_t)(g->n_content + g->n_think + g->n_tool));
     rc |= gen_append_metric(b, "eval_duration", eval);
     return rc ? -ENOMEM : 0;
 }
@@ -254,7 +255,7 @@ static int
 gen_usage(const struct gen *g, struct buf *b, bool zero)
 {
     int64_t p = zero ? 0 : (int64_t)g->spec.n_prompt;
-    int64_t c = zero ? 0 : (int64_t)(g->n_content + g->n_think);
+    int64_t c = zero ? 0 : (int64_t)(g->n_content + g->n_think + g->n_tool);
 
     return buf_appendf(b,
                        "\"usage\":{\"prompt_tokens\":%" PRId64
@@ -672,6 +673,7 @@ gen_finish(struct gen *g)
 
     buf_init(&b, GEN_MAX_OUTPUT);
     g->state = GEN_DONE;
+    g->n_tool = g->plan.tool_call_tokens;
     if (g->spec.api == GEN_OAI_CHAT)
         rc = gen_final_oai_chat(g, &b);
     else if (g->spec.api == GEN_OAI_COMPLETION)

@@ -75,7 +75,7 @@ static struct cfg_opt opts[] = {
      "Default num_ctx; 0 = by VRAM (4096, 32768 or 262144)."},
     {"origins", 0, "OLLAMA_ORIGINS", NULL, CFG_STR, &o.origins, NULL, 0, 0,
      "LIST", "Extra CORS origins, comma-separated; * allows all."},
-    {"seed", 0, "HERD_SIM_SEED", NULL, CFG_INT, &o.seed, "0", 0, INT64_MAX,
+    {"seed", 0, "HERD_SIM_SEED", NULL, CFG_INT, &o.seed, "0", 0, 1e18,
      "N", "Base seed of the generated text."},
     {"no-tool-calls", 0, NULL, NULL, CFG_BOOL, &o.no_tool_calls, "false", 0,
      0, NULL, "Answer in text even when the request offers tools."},

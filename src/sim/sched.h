@@ -65,11 +65,14 @@ struct sched;
 struct sched_req;
 
 /* err is 0 when the request got a runner and a slot, else -errno (the
- * model failed to load: -ENOMEM when it can never fit). */
+ * model failed to load: -ENOMEM when it can never fit). After a cb with
+ * err != 0 the scheduler frees r once cb returns: do not release it. */
 typedef void (*sched_ready_cb)(struct sched_req *r, int err, void *ud);
 
 struct sched *sched_new(uv_loop_t *loop, const struct sched_opts *o);
-/* Unloads everything, closes its timers; done(ud) once memory is gone. */
+/* Unloads everything, closes its timers; done(ud) once memory is gone.
+ * Requests not yet released are freed with it (their callbacks never
+ * fire; do not release them afterwards). */
 void sched_free(struct sched *s, void (*done)(void *), void *ud);
 
 /*
@@ -127,5 +130,9 @@ struct sched_stats {
     uint64_t loads, unloads, evictions, reloads, rejected;
 };
 void sched_get_stats(const struct sched *s, struct sched_stats *out);
+
+/* Addition (simcore): true while a runner or a live request borrows m,
+ * for catalog_purge_removed(). */
+bool sched_uses_model(const struct sched *s, const struct sim_model *m);
 
 #endif /* SIM_SCHED_H */

@@ -55,6 +55,10 @@ struct textgen_plan {
     size_t n_pieces, n_think;
     cJSON *tool_calls; /* owned, or NULL */
     const char *done_reason;
+    /* Addition (simcore): tokens the model "spent" writing the tool
+     * calls, which are not content pieces; 0 without tool calls.
+     * eval_count = n_pieces + tool_call_tokens. */
+    size_t tool_call_tokens;
 };
 
 int textgen_plan_make(const struct textgen_params *p,
