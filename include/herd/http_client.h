@@ -74,7 +74,8 @@ struct http_call_opts {
     void *ud;                  /* passed to the callbacks */
 };
 
-/* NULL on failure (curl could not be initialised). */
+/* NULL on failure (curl could not be initialised). Calls
+ * curl_global_init(): create clients before starting other threads. */
 struct http_client *http_client_new(uv_loop_t *loop);
 
 /*
@@ -89,8 +90,10 @@ size_t http_client_active(const struct http_client *c);
 
 /*
  * Starts a call; o and everything it points to may be freed on return.
- * NULL with a message in err when the options are invalid or curl
- * refuses them; on_done is then never called.
+ * NULL with a message in err (may be NULL) when the options are invalid
+ * or curl refuses them; on_done is then never called. Started from inside
+ * one of this client's callbacks, the call reaches curl once curl has
+ * returned; a refusal then comes through on_done (-ENOMEM).
  */
 struct http_call *http_call_start(struct http_client *c,
                                   const struct http_call_opts *o, char *err,

@@ -410,20 +410,24 @@ http_call_on_write(char *p, size_t size, size_t nmemb, void *ud)
 
     if (call->cancelled)
         return 0;
-    /* curl re-delivers what it held when we paused: the first skip bytes
-     * were consumed already. */
-    k = call->skip < n ? call->skip : n;
-    if (call->paused && k < n) {
-        call->curl_paused = true; /* curl keeps all n bytes for later */
-        return CURL_WRITEFUNC_PAUSE;
-    }
-    call->skip -= k;
     if (!call->responded) {
         http_call_fire_response(call);
         if (call->cancelled)
             return 0;
     }
-    if (k < n && !http_call_deliver(call, p + k, n - k))
+    /* curl re-delivers what it held when we paused: the first skip bytes
+     * were consumed already. */
+    k = call->skip < n ? call->skip : n;
+    if (k == n) {
+        call->skip -= n;
+        return n;
+    }
+    if (call->paused) {
+        call->curl_paused = true; /* curl keeps all n bytes for later */
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    call->skip = 0;
+    if (!http_call_deliver(call, p + k, n - k))
         return 0;
     if (call->paused) {
         /* All n bytes are consumed, but pausing is only possible by

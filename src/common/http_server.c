@@ -134,7 +134,8 @@ struct http_server {
     size_t nreqs;
     size_t ndrains;
     uint64_t next_id;
-    unsigned handles; /* uv handles whose close callback is pending */
+    unsigned handles; /* listener, watchers and closing handles whose close
+                         callback is still to come */
     bool in_mhd;      /* inside MHD_run() / MHD_stop_daemon() */
     bool dirty;       /* MHD_run() needed (a resume happened) */
     bool stopping;    /* http_server_free() began */
@@ -716,8 +717,14 @@ http_server_on_accept(uv_poll_t *h, int status, int events)
     int fd;
 
     (void)events;
-    if (status < 0)
+    if (status < 0) {
+        /* libuv stopped the watcher; try again in a moment. */
+        log_warn("http: %s: listening socket: %s", s->name,
+                 uv_strerror(status));
+        uv_timer_start(&s->accept_timer, http_server_on_accept_timer,
+                       HTTP_SERVER_ACCEPT_PAUSE_MS, 0);
         return;
+    }
     for (;;) {
         len = sizeof(ss);
         fd = http_server_accept_one(l->fd, &ss, &len);
@@ -789,6 +796,7 @@ http_server_bind(struct http_server *s, int *fdp)
     int fd;
     int rc;
 
+    memset(&ss, 0, sizeof(ss));
     fd = socket(s->addr.ss_family, SOCK_STREAM, 0);
     if (fd < 0)
         return -errno;

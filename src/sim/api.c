@@ -517,6 +517,11 @@ api_on_request(struct http_req *req, void *ud)
         (void)http_respond(req, 403, NULL, "", 0);
         return;
     }
+    /* Ollama's host middleware answers OPTIONS itself (loopback only). */
+    if (sim->loopback && strcmp(method, "OPTIONS") == 0) {
+        (void)http_respond(req, 204, NULL, "", 0);
+        return;
+    }
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(routes[i].path, path) == 0) {
             rt = &routes[i];

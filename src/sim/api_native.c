@@ -414,6 +414,9 @@ generate_prompt(struct gen_spec *spec, const cJSON *body)
     const char *prompt = json_get_str(body, "prompt");
     const char *system = json_get_str(body, "system");
     const cJSON *ctx = json_get(body, "context");
+
+    if (system == NULL || *system == '\0')
+        system = spec->model->system; /* the Modelfile SYSTEM */
     const cJSON *e;
     struct buf b;
     int rc = 0;
@@ -643,7 +646,15 @@ native_chat_spec(struct sim *sim, struct http_req *req, struct gen_spec *spec,
     spec->load_only = messages == NULL || cJSON_GetArraySize(messages) == 0;
     chat_tools(sim, spec, tools, messages);
     buf_init(&b, 64u << 20);
-    rc = api_render_chat(messages, &b);
+    rc = 0;
+    if (m->system != NULL && *m->system &&
+        !(cJSON_GetArraySize(messages) > 0 &&
+          json_get_str(cJSON_GetArrayItem(messages, 0), "role") != NULL &&
+          strcmp(json_get_str(cJSON_GetArrayItem(messages, 0), "role"),
+                 "system") == 0))
+        rc = buf_appendf(&b, "<|system|>\n%s\n", m->system);
+    if (rc == 0)
+        rc = api_render_chat(messages, &b);
     if (rc == 0)
         rc = api_set_prompt(spec, b.data, b.len);
     buf_cleanup(&b);
@@ -889,6 +900,27 @@ out:
 
 /* --- /api/tags, /api/ps, /api/show ---------------------------------------- */
 
+/* "model"/"name" must be strings in show, pull, push, delete, create. */
+static int
+name_fields_ok(struct http_req *req, const cJSON *body, const char *go_struct)
+{
+    static const struct api_field fields[] = {
+        {"model", "string", "string"},
+        {"name", "string", "string"},
+        {"stream", "bool", "bool"},
+        {"insecure", "bool", "bool"},
+        {"verbose", "bool", "bool"},
+        {"source", "string", "string"},
+        {"destination", "string", "string"},
+        {"from", "string", "string"},
+        {"system", "string", "string"},
+        {"parameters", "object", "map[string]interface {}"},
+    };
+
+    return api_check_fields(req, false, body, go_struct, fields,
+                            sizeof(fields) / sizeof(*fields));
+}
+
 int
 api_model_details(const struct sim_model *m, struct buf *b)
 {
@@ -960,7 +992,8 @@ native_tags(struct sim *sim, struct http_req *req)
         api_error(req, 500, "out of memory");
         return;
     }
-    memcpy(v, sim->catalog.models, n * sizeof(*v));
+    if (n > 0)
+        memcpy(v, sim->catalog.models, n * sizeof(*v));
     qsort(v, n, sizeof(*v), cmp_modified);
     rc = buf_appends(&b, "{\"models\":[");
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -1078,9 +1111,18 @@ show_body(const struct sim_model *m, struct buf *b)
                         "\"modelfile\":");
     if (rc == 0)
         rc = json_append_str(b, mf, strlen(mf));
+    if (rc == 0 && m->parameters != NULL && *m->parameters) {
+        rc = buf_appends(b, ",\"parameters\":");
+        if (rc == 0)
+            rc = json_append_str(b, m->parameters, strlen(m->parameters));
+    }
+    if (rc == 0 && m->system != NULL && *m->system) {
+        rc = buf_appends(b, ",\"system\":");
+        if (rc == 0)
+            rc = json_append_str(b, m->system, strlen(m->system));
+    }
     if (rc == 0)
-        rc = buf_appends(b, ",\"parameters\":\"num_keep 4\","
-                            "\"template\":\"{{ .Prompt }}\",\"details\":");
+        rc = buf_appends(b, ",\"template\":\"{{ .Prompt }}\",\"details\":");
     if (rc == 0)
         rc = api_model_details(m, b);
     if (rc == 0)
@@ -1113,6 +1155,10 @@ native_show(struct sim *sim, struct http_req *req)
 
     if (api_parse_body(req, false, "api.ShowRequest", &body) != 0)
         return;
+    if (name_fields_ok(req, body, "ShowRequest") != 0) {
+        cJSON_Delete(body);
+        return;
+    }
     name = json_get_str(body, "model");
     if (name == NULL || *name == '\0')
         name = json_get_str(body, "name");
@@ -1252,6 +1298,10 @@ native_pull(struct sim *sim, struct http_req *req)
 
     if (api_parse_body(req, false, "api.PullRequest", &body) != 0)
         return;
+    if (name_fields_ok(req, body, "PullRequest") != 0) {
+        cJSON_Delete(body);
+        return;
+    }
     name = json_get_str(body, "model");
     if (name == NULL || *name == '\0')
         name = json_get_str(body, "name");
@@ -1302,6 +1352,10 @@ native_push(struct sim *sim, struct http_req *req)
 
     if (api_parse_body(req, false, "api.PushRequest", &body) != 0)
         return;
+    if (name_fields_ok(req, body, "PushRequest") != 0) {
+        cJSON_Delete(body);
+        return;
+    }
     name = json_get_str(body, "model");
     if (name == NULL || *name == '\0')
         name = json_get_str(body, "name");
@@ -1338,6 +1392,12 @@ out:
 
 /* --- /api/delete, /api/copy, /api/create -------------------------------- */
 
+static bool
+model_in_use(const struct sim_model *m, void *ud)
+{
+    return sched_uses_model(ud, m);
+}
+
 void
 native_delete(struct sim *sim, struct http_req *req)
 {
@@ -1347,6 +1407,10 @@ native_delete(struct sim *sim, struct http_req *req)
 
     if (api_parse_body(req, false, "api.DeleteRequest", &body) != 0)
         return;
+    if (name_fields_ok(req, body, "DeleteRequest") != 0) {
+        cJSON_Delete(body);
+        return;
+    }
     name = json_get_str(body, "model");
     if (name == NULL || *name == '\0')
         name = json_get_str(body, "name");
@@ -1354,8 +1418,11 @@ native_delete(struct sim *sim, struct http_req *req)
         api_error(req, 400, "name \"%s\" is invalid", name ? name : "");
     else if (catalog_remove(&sim->catalog, norm) != 0)
         api_error(req, 404, "model '%s' not found", name);
-    else
+    else {
+        /* Deleted models stay while a runner still borrows them. */
+        catalog_purge_removed(&sim->catalog, model_in_use, sim->sched);
         (void)http_respond(req, 200, NULL, "", 0);
+    }
     cJSON_Delete(body);
 }
 
@@ -1368,6 +1435,10 @@ native_copy(struct sim *sim, struct http_req *req)
 
     if (api_parse_body(req, false, "api.CopyRequest", &body) != 0)
         return;
+    if (name_fields_ok(req, body, "CopyRequest") != 0) {
+        cJSON_Delete(body);
+        return;
+    }
     src = json_get_str(body, "source");
     dst = json_get_str(body, "destination");
     if (src == NULL || model_name_normalize(src, a, sizeof(a)) != 0)
@@ -1383,6 +1454,69 @@ native_copy(struct sim *sim, struct http_req *req)
     cJSON_Delete(body);
 }
 
+/* "num_ctx                        2048": Ollama's show layout (%-30s %v). */
+static int
+create_param_line(struct buf *b, const char *key, const cJSON *v)
+{
+    const cJSON *e;
+    int rc = 0;
+
+    if (cJSON_IsArray(v)) {
+        cJSON_ArrayForEach(e, v)
+        {
+            if (rc == 0)
+                rc = create_param_line(b, key, e);
+        }
+        return rc;
+    }
+    rc = buf_appendf(b, "%s%-30s ", b->len ? "\n" : "", key);
+    if (rc != 0)
+        return rc;
+    if (cJSON_IsString(v))
+        return json_append_str(b, v->valuestring, strlen(v->valuestring));
+    if (cJSON_IsNumber(v))
+        return buf_appendf(b, "%.15g", v->valuedouble);
+    return buf_appends(b, cJSON_IsTrue(v) ? "true" : "false");
+}
+
+/* system and parameters of a create request onto the new model. */
+static int
+create_modelfile(struct http_req *req, const cJSON *body, struct sim_model *m)
+{
+    const char *system = json_get_str(body, "system");
+    const cJSON *params = json_get(body, "parameters");
+    const cJSON *nc = json_get(params, "num_ctx");
+    const cJSON *p;
+    struct buf b;
+    int rc = 0;
+
+    if (m == NULL) {
+        api_error(req, 500, "create failed");
+        return -1;
+    }
+    if (system == NULL && !cJSON_IsObject(params))
+        return 0;
+    buf_init(&b, 1u << 16);
+    if (cJSON_IsObject(params)) {
+        cJSON_ArrayForEach(p, params)
+        {
+            if (rc == 0)
+                rc = create_param_line(&b, p->string, p);
+        }
+    }
+    if (rc == 0)
+        rc = catalog_set_modelfile(
+            m, system ? system : m->system,
+            cJSON_IsObject(params) ? (b.data ? b.data : "") : m->parameters,
+            nc && cJSON_IsNumber(nc) ? (int64_t)nc->valuedouble
+                                     : m->param_num_ctx);
+    buf_cleanup(&b);
+    if (rc != 0)
+        api_error(req, 500, rc == -E2BIG ? "too many parameters"
+                                         : "out of memory");
+    return rc;
+}
+
 /* Minimal create: a new name "FROM" an installed model, with its status
  * lines; files/quantize are not emulated. */
 void
@@ -1396,6 +1530,10 @@ native_create(struct sim *sim, struct http_req *req)
 
     if (api_parse_body(req, false, "api.CreateRequest", &body) != 0)
         return;
+    if (name_fields_ok(req, body, "CreateRequest") != 0) {
+        cJSON_Delete(body);
+        return;
+    }
     name = json_get_str(body, "model");
     if (name == NULL || *name == '\0')
         name = json_get_str(body, "name");
@@ -1413,10 +1551,9 @@ native_create(struct sim *sim, struct http_req *req)
         api_error(req, 404, "model '%s' not found", from);
         goto out;
     }
-    if (catalog_copy(&sim->catalog, m->name, b) != 0) {
-        api_error(req, 500, "create failed");
+    if (catalog_copy(&sim->catalog, m->name, b) != 0 ||
+        create_modelfile(req, body, catalog_find(&sim->catalog, b)) != 0)
         goto out;
-    }
     buf_init(&out, 4096);
     if (!api_stream_flag(body, true)) {
         if (buf_appends(&out, "{\"status\":\"success\"}") == 0)

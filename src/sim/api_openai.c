@@ -361,6 +361,11 @@ oai_chat(struct sim *sim, struct http_req *req)
                          oai_chat_fields,
                          sizeof(oai_chat_fields) / sizeof(*oai_chat_fields)))
         goto out;
+    if (json_get_str(body, "model") == NULL ||
+        *json_get_str(body, "model") == '\0') {
+        api_oai_error(req, 400, "model is required");
+        goto out;
+    }
     messages = json_get(body, "messages");
     if (messages == NULL || cJSON_GetArraySize(messages) == 0) {
         api_oai_error(req, 400, "[] is too short - 'messages'");

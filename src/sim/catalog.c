@@ -52,8 +52,8 @@ struct reg_entry {
     bool latest; /* "<model>:latest" is this entry */
 };
 
-#define GB(x) ((uint64_t)((x) * 1e9))
-#define MB(x) ((uint64_t)((x) * 1e6))
+#define GB(x) ((uint64_t)((x)*1e9))
+#define MB(x) ((uint64_t)((x)*1e6))
 #define C_    SIM_CAP_COMPLETION
 #define T_    SIM_CAP_TOOLS
 #define K_    SIM_CAP_THINKING
@@ -63,8 +63,8 @@ struct reg_entry {
 
 /* Sizes and shapes as `ollama list` / `ollama show` print them. */
 static const struct reg_entry catalog_registry[] = {
-    {"llama3.2:1b", "llama", "1.2B", "Q8_0", 1.24, 1.24, GB(1.3), 131072,
-     2048, C_ | T_, false},
+    {"llama3.2:1b", "llama", "1.2B", "Q8_0", 1.24, 1.24, GB(1.3), 131072, 2048,
+     C_ | T_, false},
     {"llama3.2:3b", "llama", "3.2B", "Q4_K_M", 3.21, 3.21, GB(2.0), 131072,
      3072, C_ | T_, true},
     {"llama3.1:8b", "llama", "8.0B", "Q4_K_M", 8.03, 8.03, GB(4.9), 131072,
@@ -75,68 +75,68 @@ static const struct reg_entry catalog_registry[] = {
      8192, C_ | T_, true},
     {"qwen3:0.6b", "qwen3", "751.63M", "Q4_K_M", 0.752, 0.752, MB(523), 40960,
      1024, C_ | T_ | K_, false},
-    {"qwen3:1.7b", "qwen3", "2.0B", "Q4_K_M", 2.03, 2.03, GB(1.4), 40960,
-     2048, C_ | T_ | K_, false},
+    {"qwen3:1.7b", "qwen3", "2.0B", "Q4_K_M", 2.03, 2.03, GB(1.4), 40960, 2048,
+     C_ | T_ | K_, false},
     {"qwen3:4b", "qwen3", "4.0B", "Q4_K_M", 4.02, 4.02, GB(2.5), 262144, 2560,
      C_ | T_ | K_, false},
     {"qwen3:8b", "qwen3", "8.2B", "Q4_K_M", 8.19, 8.19, GB(5.2), 40960, 4096,
      C_ | T_ | K_, true},
-    {"qwen3:14b", "qwen3", "14.8B", "Q4_K_M", 14.8, 14.8, GB(9.3), 40960,
-     5120, C_ | T_ | K_, false},
+    {"qwen3:14b", "qwen3", "14.8B", "Q4_K_M", 14.8, 14.8, GB(9.3), 40960, 5120,
+     C_ | T_ | K_, false},
     {"qwen3:30b", "qwen3moe", "30.5B", "Q4_K_M", 30.5, 3.3, GB(19), 262144,
      2048, C_ | T_ | K_, false},
     {"qwen3:32b", "qwen3", "32.8B", "Q4_K_M", 32.8, 32.8, GB(20), 40960, 5120,
      C_ | T_ | K_, false},
-    {"qwen2.5:7b", "qwen2", "7.6B", "Q4_K_M", 7.62, 7.62, GB(4.7), 32768,
-     3584, C_ | T_, true},
+    {"qwen2.5:7b", "qwen2", "7.6B", "Q4_K_M", 7.62, 7.62, GB(4.7), 32768, 3584,
+     C_ | T_, true},
     {"qwen2.5-coder:7b", "qwen2", "7.6B", "Q4_K_M", 7.62, 7.62, GB(4.7), 32768,
      3584, C_ | T_ | I_, true},
-    {"qwen2.5-coder:32b", "qwen2", "32.8B", "Q4_K_M", 32.8, 32.8, GB(20),
-     32768, 5120, C_ | T_ | I_, false},
-    {"gemma3:1b", "gemma3", "999.89M", "Q4_K_M", 1.0, 1.0, MB(815), 32768,
-     1152, C_, false},
+    {"qwen2.5-coder:32b", "qwen2", "32.8B", "Q4_K_M", 32.8, 32.8, GB(20), 32768,
+     5120, C_ | T_ | I_, false},
+    {"gemma3:1b", "gemma3", "999.89M", "Q4_K_M", 1.0, 1.0, MB(815), 32768, 1152,
+     C_, false},
     {"gemma3:4b", "gemma3", "4.3B", "Q4_K_M", 4.3, 4.3, GB(3.3), 131072, 2560,
      C_ | V_, true},
     {"gemma3:12b", "gemma3", "12.2B", "Q4_K_M", 12.2, 12.2, GB(8.1), 131072,
      3840, C_ | V_, false},
     {"gemma3:27b", "gemma3", "27.4B", "Q4_K_M", 27.4, 27.4, GB(17), 131072,
      5376, C_ | V_, false},
-    {"mistral:7b", "llama", "7.2B", "Q4_K_M", 7.25, 7.25, GB(4.4), 32768,
-     4096, C_ | T_, true},
-    {"mixtral:8x7b", "llama", "46.7B", "Q4_0", 46.7, 12.9, GB(26), 32768,
-     4096, C_ | T_, true},
+    {"mistral:7b", "llama", "7.2B", "Q4_K_M", 7.25, 7.25, GB(4.4), 32768, 4096,
+     C_ | T_, true},
+    {"mixtral:8x7b", "llama", "46.7B", "Q4_0", 46.7, 12.9, GB(26), 32768, 4096,
+     C_ | T_, true},
     {"phi4:14b", "phi3", "14.7B", "Q4_K_M", 14.7, 14.7, GB(9.1), 16384, 5120,
      C_, true},
     {"deepseek-r1:7b", "qwen2", "7.6B", "Q4_K_M", 7.62, 7.62, GB(4.7), 131072,
      3584, C_ | K_, false},
     {"deepseek-r1:8b", "qwen3", "8.2B", "Q4_K_M", 8.19, 8.19, GB(5.2), 131072,
      4096, C_ | T_ | K_, true},
-    {"gpt-oss:20b", "gptoss", "20.9B", "MXFP4", 20.9, 3.6, GB(14), 131072,
-     2880, C_ | T_ | K_, true},
+    {"gpt-oss:20b", "gptoss", "20.9B", "MXFP4", 20.9, 3.6, GB(14), 131072, 2880,
+     C_ | T_ | K_, true},
     {"gpt-oss:120b", "gptoss", "116.8B", "MXFP4", 116.8, 5.1, GB(65), 131072,
      2880, C_ | T_ | K_, false},
-    {"llava:7b", "llama", "7B", "Q4_0", 7.0, 7.0, GB(4.7), 32768, 4096,
-     C_ | V_, true},
+    {"llava:7b", "llama", "7B", "Q4_0", 7.0, 7.0, GB(4.7), 32768, 4096, C_ | V_,
+     true},
     {"codellama:7b", "llama", "7B", "Q4_0", 6.74, 6.74, GB(3.8), 16384, 4096,
      C_ | I_, true},
-    {"tinyllama:1.1b", "llama", "1B", "Q4_0", 1.1, 1.1, MB(638), 2048, 2048,
-     C_, true},
+    {"tinyllama:1.1b", "llama", "1B", "Q4_0", 1.1, 1.1, MB(638), 2048, 2048, C_,
+     true},
     {"smollm2:135m", "llama", "134.52M", "F16", 0.1345, 0.1345, MB(271), 8192,
      576, C_ | T_, false},
     {"nomic-embed-text:latest", "nomic-bert", "137M", "F16", 0.137, 0.137,
      MB(274), 2048, 768, E_, false},
     {"mxbai-embed-large:latest", "bert", "334M", "F16", 0.334, 0.334, MB(670),
      512, 1024, E_, false},
-    {"all-minilm:latest", "bert", "23M", "F16", 0.023, 0.023, MB(46), 512,
-     384, E_, false},
-    {"bge-m3:latest", "bert", "567M", "F16", 0.567, 0.567, GB(1.2), 8192,
-     1024, E_, false},
+    {"all-minilm:latest", "bert", "23M", "F16", 0.023, 0.023, MB(46), 512, 384,
+     E_, false},
+    {"bge-m3:latest", "bert", "567M", "F16", 0.567, 0.567, GB(1.2), 8192, 1024,
+     E_, false},
 };
 
 /* The default install, in `ollama list` order (newest first). */
 static const char *const catalog_default_names[] = {
-    "llama3.2:3b",      "llama3.1:8b",       "qwen3:8b",
-    "qwen2.5-coder:7b", "gemma3:4b",         "nomic-embed-text:latest",
+    "llama3.2:3b",      "llama3.1:8b", "qwen3:8b",
+    "qwen2.5-coder:7b", "gemma3:4b",   "nomic-embed-text:latest",
     "llama3.3:70b",
 };
 
@@ -152,12 +152,12 @@ static const struct {
     const char *name;
     double bits;
 } catalog_quants[] = {
-    {"Q2_K", 3.35},    {"Q3_K_S", 3.5},  {"Q3_K_M", 3.91},  {"Q3_K_L", 4.27},
-    {"Q4_0", 4.55},    {"Q4_1", 5.0},    {"Q4_K_S", 4.58},  {"Q4_K_M", 4.85},
-    {"Q5_0", 5.54},    {"Q5_1", 6.0},    {"Q5_K_S", 5.54},  {"Q5_K_M", 5.69},
-    {"Q6_K", 6.56},    {"Q8_0", 8.5},    {"F16", 16.0},     {"BF16", 16.0},
-    {"F32", 32.0},     {"IQ2_XXS", 2.06}, {"IQ3_XXS", 3.06}, {"IQ4_XS", 4.25},
-    {"IQ4_NL", 4.5},   {"MXFP4", 4.25},
+    {"Q2_K", 3.35},  {"Q3_K_S", 3.5},   {"Q3_K_M", 3.91},  {"Q3_K_L", 4.27},
+    {"Q4_0", 4.55},  {"Q4_1", 5.0},     {"Q4_K_S", 4.58},  {"Q4_K_M", 4.85},
+    {"Q5_0", 5.54},  {"Q5_1", 6.0},     {"Q5_K_S", 5.54},  {"Q5_K_M", 5.69},
+    {"Q6_K", 6.56},  {"Q8_0", 8.5},     {"F16", 16.0},     {"BF16", 16.0},
+    {"F32", 32.0},   {"IQ2_XXS", 2.06}, {"IQ3_XXS", 3.06}, {"IQ4_XS", 4.25},
+    {"IQ4_NL", 4.5}, {"MXFP4", 4.25},
 };
 
 /* What the user said about one model, before defaults are filled in. */
@@ -261,8 +261,8 @@ model_name_normalize(const char *in, char *out, size_t n)
     if (!name_part_ok(parts[np - 1], lens[np - 1], CATALOG_MAX_PART, true,
                       false))
         return -EINVAL;
-    if (np >= 2 && !name_part_ok(parts[np - 2], lens[np - 2],
-                                 CATALOG_MAX_PART, false, false))
+    if (np >= 2 && !name_part_ok(parts[np - 2], lens[np - 2], CATALOG_MAX_PART,
+                                 false, false))
         return -EINVAL;
     if (np == 3 &&
         !name_part_ok(parts[0], lens[0], CATALOG_MAX_HOST, true, true))
@@ -553,7 +553,8 @@ derive_from_name(const char *name, double *params, double *active,
                 memcpy(seg, p, len);
                 seg[len] = '\0';
                 /* Only b/m units: "4k" in a tag is a context size. */
-                char unit = (char)tolower((unsigned char)seg[len ? len - 1 : 0]);
+                char unit =
+                    (char)tolower((unsigned char)seg[len ? len - 1 : 0]);
 
                 if (!got && len > 1 && (unit == 'b' || unit == 'm') &&
                     catalog_parse_params(seg, &t, &a) == 0) {
@@ -673,7 +674,29 @@ model_free(struct sim_model *m)
     free(m->family);
     free(m->parameter_size);
     free(m->quantization);
+    free(m->system);
+    free(m->parameters);
     free(m);
+}
+
+int
+catalog_set_modelfile(struct sim_model *m, const char *system,
+                      const char *parameters, int64_t param_num_ctx)
+{
+    char *sys = system ? strdup(system) : NULL;
+    char *par = parameters ? strdup(parameters) : NULL;
+
+    if ((system && sys == NULL) || (parameters && par == NULL)) {
+        free(sys);
+        free(par);
+        return -ENOMEM;
+    }
+    free(m->system);
+    free(m->parameters);
+    m->system = sys;
+    m->parameters = par;
+    m->param_num_ctx = param_num_ctx;
+    return 0;
 }
 
 static struct sim_model *
@@ -972,6 +995,11 @@ catalog_copy(struct sim_catalog *c, const char *src, const char *dst)
     m->caps = s->caps;
     memcpy(m->digest, s->digest, sizeof(m->digest));
     m->modified_ns = clock_wall_ns();
+    if (catalog_set_modelfile(m, s->system, s->parameters,
+                              s->param_num_ctx) != 0) {
+        model_free(m);
+        return -ENOMEM;
+    }
     return catalog_put(c, m);
 }
 
@@ -996,8 +1024,7 @@ catalog_pull(struct sim_catalog *c, const char *name,
     int rc;
 
     memset(&b, 0, sizeof(b));
-    if (name == NULL ||
-        model_name_normalize(name, b.name, sizeof(b.name)) != 0)
+    if (name == NULL || model_name_normalize(name, b.name, sizeof(b.name)) != 0)
         return -EINVAL;
     if (name_not_found(b.name))
         return -ENOENT;
@@ -1109,8 +1136,7 @@ parse_u32_val(const char *v, uint32_t min, uint32_t *out)
 
 /* One key=value; *what names the key for the error message. */
 static int
-build_kv(struct build *b, const char *key, const char *val,
-         const char **what)
+build_kv(struct build *b, const char *key, const char *val, const char **what)
 {
     *what = key;
     if (strcasecmp(key, "size") == 0) {
@@ -1171,11 +1197,11 @@ build_from_spec(const char *spec, struct build *b, char *err, size_t errlen)
     if (comma)
         *comma = '\0';
     if (model_name_normalize(tmp, b->name, sizeof(b->name)) != 0) {
-        seterr(err, errlen, "invalid model name '%s' in spec '%s'", tmp,
-               spec);
+        seterr(err, errlen, "invalid model name '%s' in spec '%s'", tmp, spec);
         return -EINVAL;
     }
-    for (p = comma ? comma + 1 : NULL; p != NULL; p = comma ? comma + 1 : NULL) {
+    for (p = comma ? comma + 1 : NULL; p != NULL;
+         p = comma ? comma + 1 : NULL) {
         char *eq, msg[128];
         const char *what = NULL;
         int rc;

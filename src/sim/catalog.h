@@ -40,6 +40,9 @@ struct sim_model {
     unsigned caps;             /* enum sim_cap bits */
     char digest[65];           /* 64 lowercase hex, stable for name+size */
     int64_t modified_ns;       /* wall clock, for modified_at */
+    char *system;              /* owned or NULL: Modelfile SYSTEM */
+    char *parameters;          /* owned or NULL: "key value" lines */
+    int64_t param_num_ctx;     /* Modelfile PARAMETER num_ctx; 0 = none */
 };
 
 struct sim_catalog {
@@ -90,6 +93,12 @@ int catalog_copy(struct sim_catalog *c, const char *src, const char *dst);
  * "nonexistent"), so a pull can fail as Ollama's does. */
 int catalog_pull(struct sim_catalog *c, const char *name,
                  const struct sim_model **out);
+
+/* Sets a model's Modelfile SYSTEM and PARAMETER lines (as /api/create
+ * does); param_num_ctx is the num_ctx a request without one loads with.
+ * Copies the strings. 0 or -ENOMEM (m unchanged). */
+int catalog_set_modelfile(struct sim_model *m, const char *system,
+                          const char *parameters, int64_t param_num_ctx);
 
 /* "library" for plain names, the namespace otherwise (OpenAI owned_by). */
 void model_name_owner(const char *name, char *out, size_t n);

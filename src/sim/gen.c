@@ -707,6 +707,14 @@ gen_finish(struct gen *g)
 
 /* --- stream faults ------------------------------------------------------- */
 
+/* die_after: once what was sent has reached the socket, cut. */
+static void
+gen_die_drained(struct http_req *req, void *ud)
+{
+    (void)ud;
+    http_stream_abort(req);
+}
+
 /* Returns true when a fault ended the request. */
 static bool
 gen_stream_fault(struct gen *g)
@@ -727,7 +735,10 @@ gen_stream_fault(struct gen *g)
                                                    : "application/x-ndjson") ==
                                  0)
             g->streaming = true;
-        http_stream_abort(req);
+        if (http_stream_queued(req) > 0)
+            http_stream_on_drain(req, 0, gen_die_drained, g);
+        else
+            http_stream_abort(req);
         return true;
     }
     if (g->spec.faults.err_after < 0 ||
@@ -815,8 +826,10 @@ gen_begin_tokens(struct gen *g)
 {
     double per = (double)gen_real_ns(g, g->token_ns);
 
-    if (g->spec.faults.slow > 1.0)
+    if (g->spec.faults.slow > 1.0) {
         per = (per < 1e6 ? 1e6 : per) * g->spec.faults.slow;
+        g->token_ns = (int64_t)((double)g->token_ns * g->spec.faults.slow);
+    }
     g->real_per_tok = per;
     g->state = GEN_TOKENS;
     g->t_tokens = clock_mono_ns();
@@ -1115,6 +1128,9 @@ gen_start(struct sim *sim, struct http_req *req, struct gen_spec *spec)
     g->req = req;
     g->spec = *spec;
     memset(spec, 0, sizeof(*spec));
+    /* Merge order: defaults, the Modelfile's PARAMETERs, the request. */
+    if (g->spec.ro.num_ctx <= 0 && g->spec.model->param_num_ctx > 0)
+        g->spec.ro.num_ctx = g->spec.model->param_num_ctx;
     g->t0 = clock_mono_ns();
     g->created = clock_wall_ns() / NS_PER_SEC;
     snprintf(g->id, sizeof(g->id), "%s-%u",

@@ -102,9 +102,7 @@ static const char usage[] =
     "                   [,embed][,tools][,thinking][,vision][,insert]\n"
     "  --fault SPEC     inject a fault: 500 | 503 | hang[:DUR] | refuse:DUR |\n"
     "                   die-after:N | error-after:N | slow:Nx,\n"
-    "                   then [,count=N][,model=NAME]\n"
-    "\n"
-    "Options:\n";
+    "                   then [,count=N][,model=NAME]\n";
 
 static const char epilog[] =
     "\nRun-time control:\n"

@@ -116,8 +116,7 @@ profile_kv_bytes_per_token(const struct sim_model *m)
 }
 
 uint64_t
-profile_runner_bytes(const struct sim_model *m, uint32_t num_ctx,
-                     int parallel)
+profile_runner_bytes(const struct sim_model *m, uint32_t num_ctx, int parallel)
 {
     double tokens = (double)num_ctx * (double)(parallel > 0 ? parallel : 1);
     double kv = profile_kv_bytes_per_token(m) * tokens;

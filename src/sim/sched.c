@@ -61,65 +61,65 @@ struct slot {
 };
 
 struct runner {
-    struct sched *s;             /* borrowed */
-    struct runner *next;         /* s->runners */
-    struct sim_model *model;     /* borrowed; the catalogue keeps it */
-    struct runner_opts opts;     /* as the loading request asked */
-    bool ctx_auto;               /* num_ctx was left to the default */
-    uint32_t num_ctx;            /* per slot, capped */
-    int parallel, busy, refs;    /* slots, slots in use, requests */
-    struct slot *slots;          /* owned, parallel of them */
-    struct req_list waiters;     /* attached, without a slot yet */
+    struct sched *s;          /* borrowed */
+    struct runner *next;      /* s->runners */
+    struct sim_model *model;  /* borrowed; the catalogue keeps it */
+    struct runner_opts opts;  /* as the loading request asked */
+    bool ctx_auto;            /* num_ctx was left to the default */
+    uint32_t num_ctx;         /* per slot, capped */
+    int parallel, busy, refs; /* slots, slots in use, requests */
+    struct slot *slots;       /* owned, parallel of them */
+    struct req_list waiters;  /* attached, without a slot yet */
     bool loading;
-    int64_t keep_alive;          /* ns; SCHED_FOREVER never expires */
-    int64_t expires_at;          /* wall ns; see sched_ps */
+    int64_t keep_alive; /* ns; SCHED_FOREVER never expires */
+    int64_t expires_at; /* wall ns; see sched_ps */
     uint64_t size, size_vram;
-    int64_t load_model_ns;       /* modelled duration of its load */
-    uv_timer_t timer;            /* load, then keep-alive expiry */
+    int64_t load_model_ns; /* modelled duration of its load */
+    uv_timer_t timer;      /* load, then keep-alive expiry */
 };
 
 struct sched_req {
-    struct sched *s;                  /* borrowed */
-    struct sched_req *prev, *next;    /* the list given by state */
-    struct sched_req *aprev, *anext;  /* s->all */
+    struct sched *s;                 /* borrowed */
+    struct sched_req *prev, *next;   /* the list given by state */
+    struct sched_req *aprev, *anext; /* s->all */
     enum req_state state;
-    struct sim_model *m;              /* borrowed */
+    struct sim_model *m; /* borrowed */
     struct runner_opts opts;
     bool has_keep_alive;
     int64_t keep_alive;
-    uint32_t *prompt;                 /* owned, n_kept ids */
+    uint32_t *prompt; /* owned, n_kept ids */
     size_t n_prompt, n_kept;
     sched_ready_cb cb;
     void *ud;
-    struct runner *runner;            /* borrowed, once attached */
-    struct slot *slot;                /* borrowed, once ready */
+    struct runner *runner; /* borrowed, once attached */
+    struct slot *slot;     /* borrowed, once ready */
     size_t cached;
-    uint64_t t_start;                 /* uv_hrtime() at sched_request */
-    double mwait;                     /* modelled ns waited so far */
+    uint64_t t_start; /* uv_hrtime() at sched_request */
+    double mwait;     /* modelled ns waited so far */
     int64_t load_ns;
     uint32_t num_ctx;
-    int err;                          /* for a failed request */
+    int err; /* for a failed request */
     bool reload_counted;
 };
 
 struct sched {
-    uv_loop_t *loop;                /* borrowed */
+    uv_loop_t *loop; /* borrowed */
     struct sched_opts o;
     struct sim_profile own_profile; /* when o.profile was NULL */
     const struct sim_profile *prof; /* borrowed (or &own_profile) */
     struct runner *runners;         /* owned */
     struct req_list pending, ready;
-    struct sched_req *all;          /* every live request (s->all) */
-    struct sched_req *head;         /* being scheduled */
+    struct sched_req *all;  /* every live request (s->all) */
+    struct sched_req *head; /* being scheduled */
     enum sched_wait wait;
-    struct runner *wait_runner;     /* the load or drain waited for */
+    struct runner *wait_runner; /* the load or drain waited for */
     uint64_t wait_start;
     bool processing;
-    uv_timer_t defer;               /* fires ready callbacks */
+    uv_timer_t defer; /* fires ready callbacks */
     struct sched_stats st;
     uint64_t tick;
     bool freeing;
-    int closing;                    /* handles not closed yet */
+    int closing; /* handles not closed yet */
     void (*done)(void *);
     void *done_ud;
 };
@@ -208,8 +208,7 @@ runner_opts_default(struct runner_opts *o)
 /* The per-slot context a request's runner gets: num_ctx or the default,
  * vision models at least 2048, capped at the training context, >= 4. */
 static uint32_t
-sched_eff_ctx(const struct sched *s, const struct sim_model *m,
-              int64_t num_ctx)
+sched_eff_ctx(const struct sched *s, const struct sim_model *m, int64_t num_ctx)
 {
     uint64_t v;
 
@@ -266,8 +265,8 @@ static int
 sched_parallel(const struct sched *s, const struct sim_model *m)
 {
     static const char *const single[] = {
-        "mllama", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe",
-        "qwen3next", "lfm2", "lfm2moe",
+        "mllama",    "qwen3vl",   "qwen3vlmoe", "qwen35",
+        "qwen35moe", "qwen3next", "lfm2",       "lfm2moe",
     };
 
     if (m->caps & SIM_CAP_EMBEDDING)
@@ -294,8 +293,7 @@ sched_max_loaded(const struct sched *s)
 static double
 sched_fast_mem(const struct sched *s)
 {
-    return (s->prof->gpus > 0 ? s->prof->vram_gb : s->prof->mem_gb) *
-           SCHED_GIB;
+    return (s->prof->gpus > 0 ? s->prof->vram_gb : s->prof->mem_gb) * SCHED_GIB;
 }
 
 /* All memory one model may use, split between GPU and CPU. Unified
@@ -428,8 +426,8 @@ runner_dispatch(struct sched *s, struct runner *r)
         r->busy++;
         q->slot = sl;
         /* One token is always evaluated, even when all are cached. */
-        q->cached = q->n_prompt > 0 && lcp >= q->n_prompt ? q->n_prompt - 1
-                                                          : lcp;
+        q->cached =
+            q->n_prompt > 0 && lcp >= q->n_prompt ? q->n_prompt - 1 : lcp;
         sched_make_ready(s, q);
     }
 }
@@ -523,8 +521,8 @@ runner_idle(struct sched *s, struct runner *r)
         return;
     }
     r->expires_at = sat_add(clock_wall_ns(), r->keep_alive);
-    uv_timer_start(&r->timer, runner_on_expire,
-                   ns_to_ms((double)r->keep_alive), 0);
+    uv_timer_start(&r->timer, runner_on_expire, ns_to_ms((double)r->keep_alive),
+                   0);
 }
 
 /* Keep-alive 0: unloads now when idle (returns true), else as soon as
@@ -728,8 +726,8 @@ sched_start_load(struct sched *s, struct sched_req *q, uint32_t ctx, int par,
         ;
     *pp = r;
     s->st.loads++;
-    log_trace(TRACE_SCHED, "sched: loading %s ctx=%u parallel=%d",
-              q->m->name, ctx, par);
+    log_trace(TRACE_SCHED, "sched: loading %s ctx=%u parallel=%d", q->m->name,
+              ctx, par);
     runner_attach(r, q);
     sched_wait_for(s, WAIT_LOAD, r);
     delay = (double)r->load_model_ns * s->o.time_scale;
@@ -891,10 +889,9 @@ sched_free(struct sched *s, void (*done)(void *), void *ud)
 }
 
 struct sched_req *
-sched_request(struct sched *s, struct sim_model *m,
-              const struct runner_opts *o, bool has_keep_alive,
-              int64_t keep_alive, const uint32_t *prompt, size_t n,
-              sched_ready_cb cb, void *ud, int *err)
+sched_request(struct sched *s, struct sim_model *m, const struct runner_opts *o,
+              bool has_keep_alive, int64_t keep_alive, const uint32_t *prompt,
+              size_t n, sched_ready_cb cb, void *ud, int *err)
 {
     struct sched_req *q;
     struct runner *r;
@@ -921,7 +918,9 @@ sched_request(struct sched *s, struct sim_model *m,
     q->has_keep_alive = has_keep_alive;
     q->keep_alive = keep_alive;
     q->n_prompt = n;
-    q->n_kept = n < SCHED_MAX_PROMPT ? n : SCHED_MAX_PROMPT;
+    q->n_kept = prompt == NULL         ? 0
+                : n < SCHED_MAX_PROMPT ? n
+                                       : SCHED_MAX_PROMPT;
     if (q->n_kept > 0) {
         q->prompt = malloc(q->n_kept * sizeof(*q->prompt));
         if (q->prompt == NULL) {

@@ -4,7 +4,9 @@
  * It owns the runners (loaded models) and decides when a request gets
  * one, following ../shared/reference/ollama-api.md §4:
  *  - Fast path: a loaded runner whose options match takes the request at
- *    once (never 503).
+ *    once (never 503). A runner still loading counts too: the request
+ *    shares the load and its load_ns covers the wait (Ollama's requests
+ *    block on the runner lock); only other models or options queue.
  *  - Otherwise the request joins the pending queue; when max_queue
  *    requests are already waiting there, sched_request fails -EBUSY
  *    (the 503 "server busy" answer). One request is scheduled at a time:

@@ -17,36 +17,34 @@
 #include <string.h>
 
 /* Caps: schemas and tool definitions come from the client. */
-#define TEXTGEN_MAX_DEPTH     8    /* nesting of generated JSON */
-#define TEXTGEN_MAX_NODES     512  /* values in one generated document */
-#define TEXTGEN_MAX_PROPS     64   /* properties generated per object */
-#define TEXTGEN_MAX_ITEMS     8    /* elements per generated array */
-#define TEXTGEN_MAX_STOP_LEN  4096 /* longer stop strings are ignored */
-#define TEXTGEN_EMBED_TOKENS  8192 /* tokens an embedding looks at */
-#define TEXTGEN_MIN_NATURAL   8
-#define TEXTGEN_MAX_NATURAL   64
-#define TEXTGEN_THINK_MIN     8
-#define TEXTGEN_THINK_MAX     48
+#define TEXTGEN_MAX_DEPTH    8    /* nesting of generated JSON */
+#define TEXTGEN_MAX_NODES    512  /* values in one generated document */
+#define TEXTGEN_MAX_PROPS    64   /* properties generated per object */
+#define TEXTGEN_MAX_ITEMS    8    /* elements per generated array */
+#define TEXTGEN_MAX_STOP_LEN 4096 /* longer stop strings are ignored */
+#define TEXTGEN_EMBED_TOKENS 8192 /* tokens an embedding looks at */
+#define TEXTGEN_MIN_NATURAL  8
+#define TEXTGEN_MAX_NATURAL  64
+#define TEXTGEN_THINK_MIN    8
+#define TEXTGEN_THINK_MAX    48
 
 static const char *const textgen_words[] = {
-    "the",     "model",   "answer",  "data",    "system",  "simple",
-    "we",      "can",     "see",     "that",    "this",    "is",
-    "a",       "good",    "way",     "to",      "think",   "about",
-    "it",      "and",     "there",   "are",     "many",    "ways",
-    "of",      "doing",   "so",      "each",    "step",    "in",
-    "order",   "should",  "be",      "clear",   "when",    "you",
-    "work",    "with",    "local",   "models",  "on",      "your",
-    "own",     "machine", "speed",   "depends", "memory",  "for",
-    "most",    "tasks",   "small",   "fast",    "large",   "better",
-    "results", "request", "server",  "time",    "tokens",  "context",
-    "first",   "then",    "next",    "finally", "also",    "often",
-    "helps",   "keep",    "short",   "long",    "value",   "number",
-    "list",    "example", "idea",    "question", "people",  "use",
-    "text",    "code",    "output",  "input",   "world",   "day",
-    "make",    "sure",    "every",   "part",    "works",   "well",
-    "here",    "is",      "one",     "more",    "thing",   "note",
-    "because", "while",   "after",   "before",  "under",   "over",
-    "light",   "water",   "river",   "city",    "green",   "quiet",
+    "the",     "model",   "answer", "data",    "system", "simple",   "we",
+    "can",     "see",     "that",   "this",    "is",     "a",        "good",
+    "way",     "to",      "think",  "about",   "it",     "and",      "there",
+    "are",     "many",    "ways",   "of",      "doing",  "so",       "each",
+    "step",    "in",      "order",  "should",  "be",     "clear",    "when",
+    "you",     "work",    "with",   "local",   "models", "on",       "your",
+    "own",     "machine", "speed",  "depends", "memory", "for",      "most",
+    "tasks",   "small",   "fast",   "large",   "better", "results",  "request",
+    "server",  "time",    "tokens", "context", "first",  "then",     "next",
+    "finally", "also",    "often",  "helps",   "keep",   "short",    "long",
+    "value",   "number",  "list",   "example", "idea",   "question", "people",
+    "use",     "text",    "code",   "output",  "input",  "world",    "day",
+    "make",    "sure",    "every",  "part",    "works",  "well",     "here",
+    "is",      "one",     "more",   "thing",   "note",   "because",  "while",
+    "after",   "before",  "under",  "over",    "light",  "water",    "river",
+    "city",    "green",   "quiet",
 };
 
 #define TEXTGEN_NWORDS (sizeof(textgen_words) / sizeof(textgen_words[0]))
@@ -130,10 +128,11 @@ tok_run(const char *s, size_t len, size_t i, bool (*cls)(unsigned char))
 }
 
 /*
- * End of the token that starts at s[i]: one whitespace character and the
- * word or digit run after it, a word, a digit run, a run of whitespace
- * that is not followed by a word (all but its last character when it
- * is), or one other byte.
+ * End of the token that starts at s[i]: a space and the word or digit
+ * run after it, a word, a digit run, a run of whitespace (without its
+ * last character when that is a space before a word), or one other
+ * byte. Only a space joins the next word, so a prompt that ends in a
+ * newline (as chat templates do) is a token prefix of prompt + answer.
  */
 static size_t
 tok_end(const char *s, size_t len, size_t i)
@@ -144,7 +143,7 @@ tok_end(const char *s, size_t len, size_t i)
         size_t j = tok_run(s, len, i, tok_space);
         unsigned char n = j < len ? (unsigned char)s[j] : 0;
 
-        if (j < len && (tok_letter(n) || tok_digit(n))) {
+        if (j < len && s[j - 1] == ' ' && (tok_letter(n) || tok_digit(n))) {
             if (j - i > 1)
                 return j - 1;
             return tok_run(s, len, j, tok_letter(n) ? tok_letter : tok_digit);
@@ -412,9 +411,9 @@ gen_object(uint64_t *rng, const cJSON *schema, int depth, int *budget)
             if (!cJSON_IsString(it) || n++ >= TEXTGEN_MAX_PROPS ||
                 cJSON_GetObjectItemCaseSensitive(o, it->valuestring))
                 continue;
-            ps = props ? cJSON_GetObjectItemCaseSensitive(props,
-                                                          it->valuestring)
-                       : NULL;
+            ps = props
+                     ? cJSON_GetObjectItemCaseSensitive(props, it->valuestring)
+                     : NULL;
             v = gen_value(rng, ps, depth + 1, budget);
             if (v == NULL || !cJSON_AddItemToObject(o, it->valuestring, v)) {
                 cJSON_Delete(v);
@@ -598,8 +597,8 @@ first_tool(const cJSON *tools, const char **name)
 /* [{"function":{"index":0,"name":..,"arguments":{..}}}] and the text the
  * model "generated" for it, {"name":..,"arguments":{..}}. */
 static int
-gen_tool_call(uint64_t *rng, const cJSON *fn, const char *name,
-              cJSON **calls, char **text)
+gen_tool_call(uint64_t *rng, const cJSON *fn, const char *name, cJSON **calls,
+              char **text)
 {
     const cJSON *params = json_get(fn, "parameters");
     int budget = TEXTGEN_MAX_NODES;
@@ -740,10 +739,9 @@ textgen_plan_make(const struct textgen_params *p, struct textgen_plan *out)
         limit = p->ctx_left;
 
     if (p->think) {
-        rc = gen_sentences(&rng_think,
-                           rng_range(&rng_think, TEXTGEN_THINK_MIN,
-                                     TEXTGEN_THINK_MAX),
-                           &pv);
+        rc = gen_sentences(
+            &rng_think,
+            rng_range(&rng_think, TEXTGEN_THINK_MIN, TEXTGEN_THINK_MAX), &pv);
         if (rc != 0)
             goto out;
         n_think = pv.n;
@@ -769,10 +767,9 @@ textgen_plan_make(const struct textgen_params *p, struct textgen_plan *out)
                 goto out;
         }
     } else if (p->format == TEXTGEN_PLAIN) {
-        rc = gen_sentences(&rng,
-                           rng_range(&rng, TEXTGEN_MIN_NATURAL,
-                                     TEXTGEN_MAX_NATURAL),
-                           &pv);
+        rc = gen_sentences(
+            &rng, rng_range(&rng, TEXTGEN_MIN_NATURAL, TEXTGEN_MAX_NATURAL),
+            &pv);
     } else {
         int budget = TEXTGEN_MAX_NODES;
 

@@ -83,8 +83,8 @@ test_defaults(void **state)
     assert_non_null(m);
     assert_int_equal(m->size, 4700000000ull);
     assert_int_equal(m->context_length, 32768);
-    assert_int_equal(m->caps, SIM_CAP_COMPLETION | SIM_CAP_TOOLS |
-                                  SIM_CAP_INSERT);
+    assert_int_equal(m->caps,
+                     SIM_CAP_COMPLETION | SIM_CAP_TOOLS | SIM_CAP_INSERT);
 
     m = catalog_find(c, "gemma3:4b");
     assert_non_null(m);
@@ -124,12 +124,10 @@ test_digest_stable(void **state)
     for (size_t i = 0; i < a->n; i++) {
         assert_string_equal(a->models[i]->digest, b->models[i]->digest);
         for (size_t j = 0; j < i; j++)
-            assert_string_not_equal(a->models[i]->digest,
-                                    a->models[j]->digest);
+            assert_string_not_equal(a->models[i]->digest, a->models[j]->digest);
     }
     /* Same name, other size: other digest. */
-    assert_int_equal(catalog_add_spec(b, "llama3.2:3b,size=2.1GB", NULL, 0),
-                     0);
+    assert_int_equal(catalog_add_spec(b, "llama3.2:3b,size=2.1GB", NULL, 0), 0);
     assert_string_not_equal(catalog_find(a, "llama3.2:3b")->digest,
                             catalog_find(b, "llama3.2:3b")->digest);
     cat_free(a);
@@ -187,13 +185,13 @@ test_normalize(void **state)
     long_name[81] = '\0';
     norm_bad(long_name);
     long_name[80] = '\0';
-    norm_ok(long_name, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                       "aaaaaaaaaaaaaaaaaaaaaa:latest");
+    norm_ok(long_name,
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            "aaaaaaaaaaaaaaaaaaaaaa:latest");
     /* Too small an output buffer is an error, never a truncation. */
     assert_int_equal(model_name_normalize("llama3.2", small, sizeof(small)),
                      -EINVAL);
-    assert_int_equal(model_name_normalize(NULL, small, sizeof(small)),
-                     -EINVAL);
+    assert_int_equal(model_name_normalize(NULL, small, sizeof(small)), -EINVAL);
 }
 
 static void
@@ -268,8 +266,8 @@ test_spec_derived(void **state)
     assert_string_equal(m->parameter_size, "567M");
     assert_true(fabs(m->params_b - 0.567) < 1e-9);
 
-    assert_int_equal(
-        catalog_add_spec(c, "half,params=1.5B", err, sizeof(err)), 0);
+    assert_int_equal(catalog_add_spec(c, "half,params=1.5B", err, sizeof(err)),
+                     0);
     assert_string_equal(catalog_find(c, "half")->parameter_size, "1.5B");
 
     assert_int_equal(catalog_add_spec(c, "mix,params=8x7b", err, sizeof(err)),
@@ -283,8 +281,8 @@ test_spec_derived(void **state)
     assert_true(fabs(catalog_find(c, "moe2")->active_b - 3) < 1e-9);
 
     /* Embedding by name. */
-    assert_int_equal(
-        catalog_add_spec(c, "my-embed-model", err, sizeof(err)), 0);
+    assert_int_equal(catalog_add_spec(c, "my-embed-model", err, sizeof(err)),
+                     0);
     assert_int_equal(catalog_find(c, "my-embed-model")->caps,
                      SIM_CAP_EMBEDDING);
     cat_free(c);
@@ -323,9 +321,8 @@ test_spec_explicit(void **state)
     assert_true(m->params_b > 7.5 && m->params_b < 8.5);
 
     /* embed: embedding, no completion. */
-    assert_int_equal(catalog_add_spec(c, "e1,embed,params=137M", err,
-                                      sizeof(err)),
-                     0);
+    assert_int_equal(
+        catalog_add_spec(c, "e1,embed,params=137M", err, sizeof(err)), 0);
     assert_int_equal(catalog_find(c, "e1")->caps, SIM_CAP_EMBEDDING);
 
     /* A known name keeps its registry shape, flags adjust it. */
@@ -356,8 +353,7 @@ test_spec_errors(void **state)
     assert_int_equal(catalog_add_spec(c, "x,colour=red", err, sizeof(err)),
                      -EINVAL);
     assert_non_null(strstr(err, "unknown key 'colour'"));
-    assert_int_equal(catalog_add_spec(c, "x,shiny", err, sizeof(err)),
-                     -EINVAL);
+    assert_int_equal(catalog_add_spec(c, "x,shiny", err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "unknown flag 'shiny'"));
     assert_int_equal(catalog_add_spec(c, "x,params=lots", err, sizeof(err)),
                      -EINVAL);
@@ -511,8 +507,8 @@ test_load_file(void **state)
         " {\"name\":\"caps\",\"size\":1500000000,\"capabilities\":"
         "[\"completion\",\"vision\"],\"quant\":\"Q8_0\",\"ctx\":4096},"
         " {\"name\":\"llama3.1:8b\",\"tools\":false,\"whatever\":1}]");
-    char *bad_entry = write_tmp(
-        "[{\"name\":\"good\"},{\"name\":\"x\",\"size\":\"lots\"}]");
+    char *bad_entry =
+        write_tmp("[{\"name\":\"good\"},{\"name\":\"x\",\"size\":\"lots\"}]");
     char *not_array = write_tmp("{\"name\":\"x\"}");
     char *broken = write_tmp("[{\"name\":");
     char *bad_caps =
@@ -543,10 +539,8 @@ test_load_file(void **state)
     assert_null(catalog_find(c, "good"));
     assert_int_equal(catalog_load_file(c, not_array, err, sizeof(err)),
                      -EINVAL);
-    assert_int_equal(catalog_load_file(c, broken, err, sizeof(err)),
-                     -EINVAL);
-    assert_int_equal(catalog_load_file(c, bad_caps, err, sizeof(err)),
-                     -EINVAL);
+    assert_int_equal(catalog_load_file(c, broken, err, sizeof(err)), -EINVAL);
+    assert_int_equal(catalog_load_file(c, bad_caps, err, sizeof(err)), -EINVAL);
     assert_int_equal(
         catalog_load_file(c, "/nonexistent/dir/cat.json", err, sizeof(err)),
         -ENOENT);

@@ -35,9 +35,7 @@
 #define STREAM_CHUNKS 20u
 #define STREAM_SIZE   512u
 /* (b) */
-#ifndef N_CANCEL
 #define N_CANCEL 300u
-#endif
 /* (c) */
 #define N_HANG 50u
 /* (d) */
@@ -1015,6 +1013,70 @@ test_backpressure(void **state)
                   g_bulk.drains);
 }
 
+/* http_call_pause() from outside curl holds the bytes back until
+ * http_call_resume(); none is lost or doubled. */
+static struct cli g_pr;
+static bool g_pr_paused;
+static unsigned g_pr_data_while_paused;
+static uv_timer_t g_pr_timer;
+
+static void
+pr_pause_now(uv_timer_t *t)
+{
+    (void)t;
+    http_call_pause(g_pr.call);
+    g_pr_paused = true;
+}
+
+static int
+pr_on_data(struct http_call *call, const char *p, size_t n, void *ud)
+{
+    if (g_pr_paused)
+        g_pr_data_while_paused++;
+    if (g_pr.got == 0) /* pause from a timer, outside curl */
+        uv_timer_start(&g_pr_timer, pr_pause_now, 0, 0);
+    return cli_on_data(call, p, n, ud);
+}
+
+static void
+test_client_pause_resume(void **state)
+{
+    struct http_call_opts o;
+    struct cli_set set = {&g_pr, 1};
+    char url[128];
+    char err[128];
+    unsigned one = 1;
+
+    (void)state;
+    reset_counts();
+    memset(&g_pr, 0, sizeof(g_pr));
+    g_pr_paused = false;
+    g_pr_data_while_paused = 0;
+    uv_timer_init(&g_loop, &g_pr_timer);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/stream?n=50&size=100&ms=2",
+             g_port);
+    memset(&o, 0, sizeof(o));
+    o.url = url;
+    o.on_data = pr_on_data;
+    o.on_done = cli_on_done;
+    o.ud = &g_pr;
+    g_pr.call = http_call_start(g_cli, &o, err, sizeof(err));
+    assert_non_null(g_pr.call);
+    /* The server finishes while the client holds the rest back. */
+    run_until(done_count_reached, &one);
+    assert_int_equal(g_sc.end[HTTP_END_OK], 1);
+    assert_true(g_pr_paused);
+    assert_false(g_pr.done);
+    assert_int_equal(g_pr_data_while_paused, 0);
+    g_pr_paused = false;
+    http_call_resume(g_pr.call);
+    run_until(all_done, &set);
+    assert_int_equal(g_pr.err, 0);
+    assert_int_equal(g_pr.got, 5000);
+    assert_int_equal(g_pr.bad, 0);
+    uv_close((uv_handle_t *)&g_pr_timer, NULL);
+}
+
 /* http_stream_abort: the client sees a broken transfer after the bytes
  * already sent. */
 static void
@@ -1163,8 +1225,10 @@ test_server_limits(void **state)
     set = (struct cli_set){&c[2], 1};
     cli_start_on(g_cli, port, &c[2], "GET", "/echo", hdrs, NULL, 0, true);
     run_until(all_done, &set);
-    assert_int_equal(c[2].err, 0);
-    assert_int_equal(c[2].status, 431);
+    /* MHD answers 431 and closes with the rest of the header unread,
+     * which resets the connection: the client may see either. */
+    assert_true((c[2].err == 0 && c[2].status == 431) ||
+                c[2].err == -ECONNRESET);
     assert_int_equal(g_sc.handled, 1); /* the handler never saw it */
     http_server_free(s2, on_flag_closed, &closed);
     run_until(flag_set, &closed);
@@ -1407,8 +1471,11 @@ test_shutdown_leaves_no_handle(void **state)
     http_client_free(g_cli, on_cli_closed, NULL);
     g_cli = NULL;
     run_until(flag_set, &g_cli_closed);
+    /* One more turn runs the watchdog's close callback; anything of ours
+     * still open would make uv_loop_close() fail with UV_EBUSY. */
     uv_close((uv_handle_t *)&g_watchdog, NULL);
-    assert_int_equal(uv_run(&g_loop, UV_RUN_DEFAULT), 0);
+    uv_run(&g_loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_alive(&g_loop), 0);
     assert_int_equal(uv_loop_close(&g_loop), 0);
 }
 
@@ -1443,6 +1510,7 @@ main(void)
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_listen_toggle),
         cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_client_pause_resume),
         cmocka_unit_test(test_stream_abort),
         cmocka_unit_test(test_client_body_cap),
         cmocka_unit_test(test_ipv6_peer),

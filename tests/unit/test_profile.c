@@ -94,8 +94,8 @@ test_prompt_ns(void **state)
     many = profile_prompt_ns(&p, &m, 1000);
     /* Prefill is prefill_factor times faster per token than decode. */
     assert_true(one > 0 && one < tok);
-    assert_true(llabs(many - (int64_t)(1000 * (double)tok / p.prefill_factor))
-                < 1000);
+    assert_true(llabs(many - (int64_t)(1000 * (double)tok / p.prefill_factor)) <
+                1000);
     assert_true(profile_prompt_ns(&p, &m, 2000) > many);
 }
 
@@ -168,10 +168,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lookup),    cmocka_unit_test(test_token_ns),
-        cmocka_unit_test(test_prompt_ns), cmocka_unit_test(test_load_ns),
-        cmocka_unit_test(test_runner_bytes),
-        cmocka_unit_test(test_default_ctx),
+        cmocka_unit_test(test_lookup),       cmocka_unit_test(test_token_ns),
+        cmocka_unit_test(test_prompt_ns),    cmocka_unit_test(test_load_ns),
+        cmocka_unit_test(test_runner_bytes), cmocka_unit_test(test_default_ctx),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -63,8 +63,8 @@ t_setup_opts(struct t *t)
     assert_int_equal(
         catalog_add_spec(&t->cat, "small-ctx:1b,size=1GB,ctx=2048", NULL, 0),
         0);
-    assert_int_equal(
-        catalog_add_spec(&t->cat, "emb,embed,size=300MB", NULL, 0), 0);
+    assert_int_equal(catalog_add_spec(&t->cat, "emb,embed,size=300MB", NULL, 0),
+                     0);
     /* Bigger than the 24 GiB of VRAM, smaller than VRAM + RAM. */
     assert_int_equal(catalog_add_spec(&t->cat, "huge:70b,size=30GB", NULL, 0),
                      0);
@@ -131,8 +131,8 @@ submit_full(struct t *t, struct treq *q, const char *model, int64_t num_ctx,
     o.num_ctx = num_ctx;
     memset(q, 0, sizeof(*q));
     q->t = t;
-    q->r = sched_request(t->s, M(t, model), &o, has_ka, ka, prompt, n,
-                         on_ready, q, &err);
+    q->r = sched_request(t->s, M(t, model), &o, has_ka, ka, prompt, n, on_ready,
+                         q, &err);
     assert_non_null(q->r);
     assert_int_equal(err, 0);
     assert_false(q->fired);
@@ -326,8 +326,8 @@ test_max_queue(void **state)
     submit(&t, &qc, "c:1b");
     assert_int_equal(sched_pending(t.s), 2);
     runner_opts_default(&o);
-    r = sched_request(t.s, M(&t, "d:1b"), &o, false, 0, NULL, 0, on_ready,
-                      NULL, &err);
+    r = sched_request(t.s, M(&t, "d:1b"), &o, false, 0, NULL, 0, on_ready, NULL,
+                      &err);
     assert_null(r);
     assert_int_equal(err, -EBUSY);
     assert_int_equal(stats(&t).rejected, 1);

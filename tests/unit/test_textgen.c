@@ -82,7 +82,21 @@ test_tokenize(void **state)
     assert_int_equal(textgen_tokenize("a  b", 4, ids, 8), 3);
     assert_int_equal(ids[1], fnv32(" "));
     assert_int_equal(ids[2], fnv32(" b"));
-    assert_int_equal(count("\n\nHello"), 2);
+    /* Newlines stay apart from the next word (chat templates end their
+     * prompts with one). */
+    assert_int_equal(textgen_tokenize("\n\nHello", 7, ids, 8), 2);
+    assert_int_equal(ids[0], fnv32("\n\n"));
+    assert_int_equal(ids[1], fnv32("Hello"));
+    assert_int_equal(textgen_tokenize("x:\n Hi", 6, ids, 8), 4);
+    assert_int_equal(ids[2], fnv32("\n"));
+    assert_int_equal(ids[3], fnv32(" Hi"));
+    {
+        /* prompt + generated re-tokenises as prompt ids + piece ids */
+        const char *prompt = "<|user|>\nhello\n<|assistant|>\n";
+        const char *both = "<|user|>\nhello\n<|assistant|>\nAnd so.";
+
+        assert_int_equal(count(both), count(prompt) + 3);
+    }
     assert_int_equal(count("end.  "), 3);
     assert_int_equal(count(""), 0);
     assert_int_equal(count("{\"a\":1}"), 7);
@@ -353,8 +367,7 @@ test_schema_mode(void **state)
     assert_true(cJSON_IsObject(v));
     assert_true(cJSON_IsString(cJSON_GetObjectItem(v, "city")));
     assert_null(cJSON_GetObjectItem(v, "zip"));
-    assert_string_equal(cJSON_GetObjectItem(doc, "color")->valuestring,
-                        "red");
+    assert_string_equal(cJSON_GetObjectItem(doc, "color")->valuestring, "red");
     assert_true(cJSON_IsNumber(cJSON_GetObjectItem(doc, "maybe")));
     assert_null(cJSON_GetObjectItem(doc, "optional"));
     cJSON_Delete(doc);
@@ -437,8 +450,7 @@ test_tool_calls(void **state)
     assert_int_equal(pl.n_pieces, 0);
     assert_true(pl.tool_call_tokens > 5);
     assert_string_equal(pl.done_reason, "stop");
-    fn = cJSON_GetObjectItem(cJSON_GetArrayItem(pl.tool_calls, 0),
-                             "function");
+    fn = cJSON_GetObjectItem(cJSON_GetArrayItem(pl.tool_calls, 0), "function");
     assert_non_null(fn);
     assert_int_equal(cJSON_GetObjectItem(fn, "index")->valueint, 0);
     assert_string_equal(cJSON_GetObjectItem(fn, "name")->valuestring,
