@@ -513,8 +513,9 @@ cfg_help_one(FILE *f, const struct cfg_opt *o)
     else
         col = snprintf(left, sizeof(left), "      ");
     snprintf(left + col, sizeof(left) - (size_t)col, "--%s%s%s%s",
-             o->type == CFG_BOOL && strncmp(o->name, "no-", 3) != 0 ? "[no-]" : "", o->name,
-             o->type == CFG_BOOL ? "" : " ",
+             o->type == CFG_BOOL && strncmp(o->name, "no-", 3) != 0 ? "[no-]"
+                                                                    : "",
+             o->name, o->type == CFG_BOOL ? "" : " ",
              o->type == CFG_BOOL ? "" : (o->metavar ? o->metavar : "VALUE"));
     used = snprintf(text, sizeof(text), "%s", o->help != NULL ? o->help : "");
     if (o->env != NULL && o->env_alt != NULL)

@@ -109,6 +109,18 @@ struct http_req {
     void *data; /* borrowed: the user's */
 };
 
+/* A connection's hang-up watch until its first request arrives (after
+ * that, the request's own watcher takes over: libuv allows one poll
+ * handle per fd). */
+struct http_conn_watch {
+    uv_poll_t poll;
+    int fd;
+    bool active;      /* uv_close() not called yet */
+    bool poll_closed; /* the close callback came */
+    bool conn_closed; /* MHD_CONNECTION_NOTIFY_CLOSED came */
+    struct http_server *s;
+};
+
 struct http_listener {
     uv_poll_t poll;
     int fd; /* owned */
@@ -149,6 +161,13 @@ struct http_server {
 static void http_server_run(struct http_server *s);
 static void http_server_do_free(struct http_server *s);
 static void http_req_on_watch(uv_poll_t *h, int status, int events);
+static void http_req_watch_hangup(struct http_req *r);
+static void http_conn_watch_end(struct http_conn_watch *w);
+static void http_server_on_connection(void *cls, struct MHD_Connection *conn,
+                                      void **socket_context,
+                                      enum MHD_ConnectionNotificationCode code);
+static size_t http_server_unescape(void *cls, struct MHD_Connection *c,
+                                   char *str);
 static void http_server_on_mhd_log(void *cls, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
@@ -257,6 +276,18 @@ http_req_on_watch(uv_poll_t *h, int status, int events)
     char c;
     ssize_t n;
 
+    if (r->state == HTTP_REQ_READING) {
+        /* The peer hung up before its request was whole. Shutting our
+         * read side makes the socket readable at EOF again, a new edge
+         * for MHD's epoll: MHD then reads the EOF and closes the
+         * connection itself (the done callback follows). */
+        log_trace(TRACE_HTTP, "%" PRIu64 " http: hang-up before the body",
+                  r->id);
+        uv_poll_stop(&r->watch);
+        (void)shutdown(r->fd, SHUT_RD);
+        r->s->dirty = true;
+        return;
+    }
     if (status == 0 && !(events & UV_DISCONNECT)) {
         n = recv(r->fd, &c, 1, MSG_PEEK);
         if (n > 0) {
@@ -442,15 +473,41 @@ http_req_new(struct http_server *s, struct MHD_Connection *conn,
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci != NULL)
         r->fd = ci->connect_fd;
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci != NULL && ci->socket_context != NULL)
+        http_conn_watch_end(ci->socket_context);
     buf_init(&r->body, s->o.max_body);
     buf_init(&r->hdrs, HTTP_SERVER_MAX_RESP_HDRS);
     buf_init(&r->out, s->o.stream_max_queue);
     http_req_set_peer(r);
     TAILQ_INSERT_TAIL(&s->reqs, r, link);
     s->nreqs++;
+    http_req_watch_hangup(r);
     log_trace(TRACE_HTTP, "%" PRIu64 " http: %s %s from %s", r->id, method, url,
               r->peer);
     return r;
+}
+
+/*
+ * While the body is arriving, watch for the peer's hang-up (EPOLLRDHUP
+ * only: ordinary data wakes nothing). MHD 0.9.75 in epoll mode takes a
+ * short recv() as "socket drained" and waits for the next edge, so a FIN
+ * that came in with the last bytes is never read and the connection would
+ * stay open until the idle timeout. See http_req_on_watch().
+ */
+static void
+http_req_watch_hangup(struct http_req *r)
+{
+    if (r->fd < 0)
+        return;
+    if (!r->watch_init) {
+        if (uv_poll_init(r->s->loop, &r->watch, r->fd) != 0)
+            return;
+        r->watch.data = r;
+        r->watch_init = true;
+        r->s->handles++;
+    }
+    (void)uv_poll_start(&r->watch, UV_DISCONNECT, http_req_on_watch);
 }
 
 static void
@@ -477,6 +534,8 @@ http_req_on_complete(struct http_req *r)
     if (r->client_gone || r->aborted || s->stopping)
         return MHD_NO;
     if (r->state == HTTP_REQ_READING) {
+        if (r->watch_init)
+            uv_poll_stop(&r->watch); /* the hang-up watch of READING */
         r->state = HTTP_REQ_WAITING;
         s->o.on_request(r, s->o.ud);
         if (r->client_gone || r->aborted)
@@ -922,7 +981,125 @@ http_server_start_mhd(struct http_server *s)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)s->o.max_conns,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->o.idle_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, http_server_on_completed, s,
+        MHD_OPTION_UNESCAPE_CALLBACK, http_server_unescape, s,
+        MHD_OPTION_NOTIFY_CONNECTION, http_server_on_connection, s,
         MHD_OPTION_END);
+}
+
+static int
+http_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Percent-decoding of the path and query arguments, in place. "%00" is
+ * left as it is: decoded, the NUL would cut the C string short and
+ * "/api/tags%00junk" would be served as "/api/tags".
+ */
+static size_t
+http_server_unescape(void *cls, struct MHD_Connection *c, char *str)
+{
+    char *w = str;
+    const char *p = str;
+
+    (void)cls;
+    (void)c;
+    while (*p != '\0') {
+        int hi = p[0] == '%' ? http_hexval(p[1]) : -1;
+        int lo = hi >= 0 ? http_hexval(p[2]) : -1;
+
+        if (hi >= 0 && lo >= 0 && (hi | lo) != 0) {
+            *w++ = (char)(hi << 4 | lo);
+            p += 3;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - str);
+}
+
+/* MHD keeps a pointer to the watch (the socket context) until the
+ * connection closes, so it is freed only once both are over. */
+static void
+http_conn_watch_closed(uv_handle_t *h)
+{
+    struct http_conn_watch *w = h->data;
+    struct http_server *s = w->s;
+
+    w->poll_closed = true;
+    if (w->conn_closed)
+        free(w);
+    s->handles--;
+    http_server_maybe_release(s);
+}
+
+/* Stops and closes the watch (before MHD closes the fd); idempotent. */
+static void
+http_conn_watch_end(struct http_conn_watch *w)
+{
+    if (!w->active)
+        return;
+    w->active = false;
+    uv_poll_stop(&w->poll);
+    uv_close((uv_handle_t *)&w->poll, http_conn_watch_closed);
+}
+
+/* The peer hung up before a whole request head arrived: the same trick as
+ * in http_req_on_watch() lets MHD see the EOF it missed. */
+static void
+http_conn_watch_on_event(uv_poll_t *h, int status, int events)
+{
+    struct http_conn_watch *w = h->data;
+
+    (void)status;
+    (void)events;
+    uv_poll_stop(&w->poll);
+    (void)shutdown(w->fd, SHUT_RD);
+    w->s->dirty = true;
+}
+
+static void
+http_server_on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    const union MHD_ConnectionInfo *ci;
+    struct http_conn_watch *w = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (w != NULL) {
+            *socket_context = NULL;
+            w->conn_closed = true;
+            if (w->poll_closed)
+                free(w);
+            else
+                http_conn_watch_end(w);
+        }
+        return;
+    }
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL || (w = calloc(1, sizeof(*w))) == NULL)
+        return;
+    w->fd = ci->connect_fd;
+    w->s = s;
+    if (uv_poll_init(s->loop, &w->poll, w->fd) != 0) {
+        free(w);
+        return;
+    }
+    w->poll.data = w;
+    w->active = true;
+    s->handles++;
+    (void)uv_poll_start(&w->poll, UV_DISCONNECT, http_conn_watch_on_event);
+    *socket_context = w;
 }
 
 /* The uv handles that live as long as the server. */

@@ -161,11 +161,15 @@ api_parse_body(struct http_req *req, bool openai, const char *go_type,
     }
     if (!cJSON_IsObject(*out) && !cJSON_IsNull(*out)) {
         if (openai)
-            api_oai_error(req, 400, "json: cannot unmarshal %s into Go value "
-                          "of type %s", json_go_kind(*out), go_type);
+            api_oai_error(req, 400,
+                          "json: cannot unmarshal %s into Go value "
+                          "of type %s",
+                          json_go_kind(*out), go_type);
         else
-            api_error(req, 400, "json: cannot unmarshal %s into Go value "
-                      "of type %s", json_go_kind(*out), go_type);
+            api_error(req, 400,
+                      "json: cannot unmarshal %s into Go value "
+                      "of type %s",
+                      json_go_kind(*out), go_type);
         cJSON_Delete(*out);
         *out = NULL;
         return -1;
@@ -355,8 +359,9 @@ host_ip_allowed(const char *h)
         uint32_t ip = ntohl(a4.s_addr);
 
         return (ip >> 24) == 127 || (ip >> 24) == 10 ||
-               (ip >> 20) == (172u << 4 | 1) || (ip >> 16) == (192u << 8 | 168) ||
-               ip == 0 || (ip >> 16) == (169u << 8 | 254);
+               (ip >> 20) == (172u << 4 | 1) ||
+               (ip >> 16) == (192u << 8 | 168) || ip == 0 ||
+               (ip >> 16) == (169u << 8 | 254);
     }
     if (inet_pton(AF_INET6, h, &a6) == 1) {
         return IN6_IS_ADDR_LOOPBACK(&a6) || IN6_IS_ADDR_UNSPECIFIED(&a6) ||
@@ -411,12 +416,23 @@ api_host_allowed(const struct sim *sim, const char *host_hdr)
 
 /* Origin patterns allowed by default, besides OLLAMA_ORIGINS. */
 static const char *const default_origins[] = {
-    "http://localhost",   "https://localhost",   "http://localhost:*",
-    "https://localhost:*", "http://127.0.0.1",   "https://127.0.0.1",
-    "http://127.0.0.1:*", "https://127.0.0.1:*", "http://0.0.0.0",
-    "https://0.0.0.0",    "http://0.0.0.0:*",    "https://0.0.0.0:*",
-    "app://*",            "file://*",            "tauri://*",
-    "vscode-webview://*", "vscode-file://*",
+    "http://localhost",
+    "https://localhost",
+    "http://localhost:*",
+    "https://localhost:*",
+    "http://127.0.0.1",
+    "https://127.0.0.1",
+    "http://127.0.0.1:*",
+    "https://127.0.0.1:*",
+    "http://0.0.0.0",
+    "https://0.0.0.0",
+    "http://0.0.0.0:*",
+    "https://0.0.0.0:*",
+    "app://*",
+    "file://*",
+    "tauri://*",
+    "vscode-webview://*",
+    "vscode-file://*",
 };
 
 /* gin-contrib/cors: a pattern may hold one '*' matching any run. */
@@ -512,8 +528,7 @@ api_on_request(struct http_req *req, void *ud)
               http_req_peer(req));
     if (api_cors(sim, req))
         return;
-    if (sim->loopback &&
-        !api_host_allowed(sim, http_req_header(req, "Host"))) {
+    if (sim->loopback && !api_host_allowed(sim, http_req_header(req, "Host"))) {
         (void)http_respond(req, 403, NULL, "", 0);
         return;
     }

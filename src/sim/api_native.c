@@ -34,8 +34,8 @@ go_type_name(const cJSON *v)
 }
 
 int
-api_keep_alive(struct http_req *req, bool openai, const cJSON *body,
-               bool *has, int64_t *ns)
+api_keep_alive(struct http_req *req, bool openai, const cJSON *body, bool *has,
+               int64_t *ns)
 {
     const cJSON *v = json_get(body, "keep_alive");
     const char *why = NULL;
@@ -57,8 +57,7 @@ api_keep_alive(struct http_req *req, bool openai, const cJSON *body,
     if (cJSON_IsString(v)) {
         if (parse_go_duration(v->valuestring, &d, &why) != 0) {
             if (openai)
-                api_oai_error(req, 400, "time: %s \"%s\"", why,
-                              v->valuestring);
+                api_oai_error(req, 400, "time: %s \"%s\"", why, v->valuestring);
             else
                 api_error(req, 400, "time: %s \"%s\"", why, v->valuestring);
             return -1;
@@ -75,12 +74,10 @@ api_keep_alive(struct http_req *req, bool openai, const cJSON *body,
 }
 
 static int
-opt_fail(struct http_req *req, bool openai, const char *key,
-         const char *type)
+opt_fail(struct http_req *req, bool openai, const char *key, const char *type)
 {
     if (openai)
-        api_oai_error(req, 500, "option \"%s\" must be of type %s", key,
-                      type);
+        api_oai_error(req, 500, "option \"%s\" must be of type %s", key, type);
     else
         api_error(req, 500, "option \"%s\" must be of type %s", key, type);
     return -1;
@@ -94,8 +91,8 @@ opt_stop(struct http_req *req, bool openai, const cJSON *v,
 
     if (cJSON_IsString(v)) {
         spec->stop = calloc(1, sizeof(char *));
-        if (spec->stop == NULL || (spec->stop[0] = strdup(v->valuestring)) ==
-                                      NULL)
+        if (spec->stop == NULL ||
+            (spec->stop[0] = strdup(v->valuestring)) == NULL)
             return -ENOMEM;
         spec->n_stop = 1;
         return 0;
@@ -135,8 +132,9 @@ api_options(struct http_req *req, bool openai, const cJSON *options,
         {"draft_num_predict", offsetof(struct runner_opts, draft_num_predict)},
     };
     static const char *const floats[] = {
-        "temperature", "top_p", "min_p", "typical_p", "repeat_penalty",
-        "presence_penalty", "frequency_penalty",
+        "temperature",       "top_p",          "min_p",
+        "typical_p",         "repeat_penalty", "presence_penalty",
+        "frequency_penalty",
     };
     const cJSON *v;
 
@@ -164,9 +162,8 @@ api_options(struct http_req *req, bool openai, const cJSON *options,
         if (v != NULL && !cJSON_IsNull(v) && !cJSON_IsNumber(v))
             return opt_fail(req, openai, floats[i], "float");
     }
-    static const char *const sampling_ints[] = {"seed", "num_predict",
-                                                "top_k", "num_keep",
-                                                "repeat_last_n"};
+    static const char *const sampling_ints[] = {"seed", "num_predict", "top_k",
+                                                "num_keep", "repeat_last_n"};
     for (size_t i = 0; i < 5; i++) {
         v = json_get(options, sampling_ints[i]);
         if (v != NULL && !cJSON_IsNull(v) && !cJSON_IsNumber(v))
@@ -237,9 +234,9 @@ static void
 api_seed(struct sim *sim, struct gen_spec *spec)
 {
     if (spec->tp.seed == 0)
-        spec->tp.seed = sim->seed ^
-                        textgen_hash(spec->prompt,
-                                     spec->n_prompt * sizeof(uint32_t));
+        spec->tp.seed =
+            sim->seed ^
+            textgen_hash(spec->prompt, spec->n_prompt * sizeof(uint32_t));
 }
 
 /* Ollama's %q: a Go-quoted string. */
@@ -282,11 +279,10 @@ api_think(struct http_req *req, bool openai, const cJSON *v,
     }
     if (cJSON_IsBool(v)) {
         want = cJSON_IsTrue(v);
-    } else if (cJSON_IsString(v) &&
-               (strcmp(v->valuestring, "high") == 0 ||
-                strcmp(v->valuestring, "medium") == 0 ||
-                strcmp(v->valuestring, "low") == 0 ||
-                strcmp(v->valuestring, "max") == 0)) {
+    } else if (cJSON_IsString(v) && (strcmp(v->valuestring, "high") == 0 ||
+                                     strcmp(v->valuestring, "medium") == 0 ||
+                                     strcmp(v->valuestring, "low") == 0 ||
+                                     strcmp(v->valuestring, "max") == 0)) {
         want = true;
     } else {
         goq(cJSON_IsString(v) ? v->valuestring : "", q, sizeof(q));
@@ -381,23 +377,28 @@ native_version(struct sim *sim, struct http_req *req)
 /* --- /api/generate ---------------------------------------------------- */
 
 static const struct api_field generate_fields[] = {
-    {"model", "string", "string"},    {"prompt", "string", "string"},
-    {"suffix", "string", "string"},   {"system", "string", "string"},
-    {"template", "string", "string"}, {"context", "array", "[]int"},
-    {"stream", "bool", "bool"},       {"raw", "bool", "bool"},
+    {"model", "string", "string"},
+    {"prompt", "string", "string"},
+    {"suffix", "string", "string"},
+    {"system", "string", "string"},
+    {"template", "string", "string"},
+    {"context", "array", "[]int"},
+    {"stream", "bool", "bool"},
+    {"raw", "bool", "bool"},
     {"images", "array", "[]api.ImageData"},
     {"options", "object", "map[string]interface {}"},
-    {"truncate", "bool", "bool"},     {"shift", "bool", "bool"},
-    {"logprobs", "bool", "bool"},     {"top_logprobs", "number", "int"},
+    {"truncate", "bool", "bool"},
+    {"shift", "bool", "bool"},
+    {"logprobs", "bool", "bool"},
+    {"top_logprobs", "number", "int"},
 };
 
 /* Model lookup shared by generate/chat/show: 404 `model 'X' not found`. */
 static struct sim_model *
-api_find(struct sim *sim, struct http_req *req, bool openai,
-         const char *name)
+api_find(struct sim *sim, struct http_req *req, bool openai, const char *name)
 {
-    struct sim_model *m = name && *name ? catalog_find(&sim->catalog, name)
-                                        : NULL;
+    struct sim_model *m =
+        name && *name ? catalog_find(&sim->catalog, name) : NULL;
 
     if (m == NULL) {
         if (openai)
@@ -431,8 +432,8 @@ generate_prompt(struct gen_spec *spec, const cJSON *body)
             return -ENOMEM;
         cJSON_ArrayForEach(e, ctx)
         {
-            spec->prompt[i++] = cJSON_IsNumber(e) ? (uint32_t)e->valuedouble
-                                                  : 0;
+            spec->prompt[i++] =
+                cJSON_IsNumber(e) ? (uint32_t)e->valuedouble : 0;
         }
         spec->n_prompt = n;
     }
@@ -461,8 +462,7 @@ generate_checks(struct http_req *req, const cJSON *body,
     char q[300];
 
     if (json_get_bool(body, "raw", false) &&
-        ((json_get_str(body, "template") &&
-          *json_get_str(body, "template")) ||
+        ((json_get_str(body, "template") && *json_get_str(body, "template")) ||
          (json_get_str(body, "system") && *json_get_str(body, "system")) ||
          (json_get(body, "context") &&
           cJSON_GetArraySize(json_get(body, "context")) > 0))) {
@@ -593,8 +593,8 @@ static void
 chat_tools(struct sim *sim, struct gen_spec *spec, const cJSON *tools,
            const cJSON *messages)
 {
-    const cJSON *last = cJSON_GetArrayItem(
-        messages, cJSON_GetArraySize(messages) - 1);
+    const cJSON *last =
+        cJSON_GetArrayItem(messages, cJSON_GetArraySize(messages) - 1);
     const char *role = json_get_str(last, "role");
 
     if (tools == NULL || cJSON_GetArraySize(tools) == 0)
@@ -604,9 +604,8 @@ chat_tools(struct sim *sim, struct gen_spec *spec, const cJSON *tools,
         sim->tool_calls && !(role != NULL && strcmp(role, "tool") == 0);
 }
 
-int
-native_chat_spec(struct sim *sim, struct http_req *req, struct gen_spec *spec,
-                 const cJSON *body, bool openai);
+int native_chat_spec(struct sim *sim, struct http_req *req,
+                     struct gen_spec *spec, const cJSON *body, bool openai);
 
 /* The part of /api/chat that /v1/chat/completions shares: model lookup,
  * capabilities, messages, tools, prompt. */
@@ -768,8 +767,8 @@ int native_embed_spec(struct sim *sim, struct http_req *req,
 
 /* Shared by /api/embed and /v1/embeddings. */
 int
-native_embed_spec(struct sim *sim, struct http_req *req,
-                  struct gen_spec *spec, const cJSON *body, bool openai)
+native_embed_spec(struct sim *sim, struct http_req *req, struct gen_spec *spec,
+                  const cJSON *body, bool openai)
 {
     const char *name = json_get_str(body, "model");
     const cJSON *dims = json_get(body, "dimensions");
@@ -785,8 +784,8 @@ native_embed_spec(struct sim *sim, struct http_req *req,
         else if (name == NULL || *name == '\0')
             api_error(req, 404, "model '' not found");
         else
-            api_error(req, 404,
-                      "model \"%s\" not found, try pulling it first", name);
+            api_error(req, 404, "model \"%s\" not found, try pulling it first",
+                      name);
         return -1;
     }
     rc = embed_inputs(spec, json_get(body, "input"));
@@ -794,8 +793,8 @@ native_embed_spec(struct sim *sim, struct http_req *req,
         if (openai)
             api_oai_error(req, 400, "invalid input");
         else
-            api_error(req, 400, rc == -E2BIG ? "too many inputs"
-                                             : "invalid input type");
+            api_error(req, 400,
+                      rc == -E2BIG ? "too many inputs" : "invalid input type");
         return -1;
     }
     if (rc != 0 || (spec->model_echo = xstrdup(name)) == NULL) {
@@ -861,10 +860,9 @@ native_embeddings(struct sim *sim, struct http_req *req)
     if (api_parse_body(req, false, "api.EmbeddingRequest", &body) != 0)
         return;
     spec.body = body;
-    if (api_check_fields(req, false, body, "EmbeddingRequest",
-                         embeddings_fields,
-                         sizeof(embeddings_fields) /
-                             sizeof(*embeddings_fields)))
+    if (api_check_fields(
+            req, false, body, "EmbeddingRequest", embeddings_fields,
+            sizeof(embeddings_fields) / sizeof(*embeddings_fields)))
         goto out;
     name = json_get_str(body, "model");
     if (name == NULL || *name == '\0') {
@@ -1260,8 +1258,9 @@ pull_tick(uv_timer_t *t)
             if (p->stream)
                 http_stream_end(p->req);
             else
-                api_error(p->req, 500, "pull model manifest: file does not "
-                                       "exist");
+                api_error(p->req, 500,
+                          "pull model manifest: file does not "
+                          "exist");
             return;
         }
         p->step = PULL_DONE;
@@ -1280,11 +1279,9 @@ pull_tick(uv_timer_t *t)
     default:
         return;
     }
-    uv_timer_start(&p->timer, pull_tick,
-                   p->step == PULL_LAYERS && !p->exists
-                       ? (uint64_t)(60.0 * scale)
-                       : 0,
-                   0);
+    uv_timer_start(
+        &p->timer, pull_tick,
+        p->step == PULL_LAYERS && !p->exists ? (uint64_t)(60.0 * scale) : 0, 0);
 }
 
 void
@@ -1325,8 +1322,8 @@ native_pull(struct sim *sim, struct http_req *req)
     have = catalog_find(&sim->catalog, norm);
     p->exists = have != NULL;
     p->size = have ? have->size : 1800000000ULL;
-    snprintf(p->digest, sizeof(p->digest), "%016" PRIx64 "%016" PRIx64
-             "%016" PRIx64 "%016" PRIx64,
+    snprintf(p->digest, sizeof(p->digest),
+             "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
              textgen_hash(norm, strlen(norm)), textgen_hash("l", 1),
              textgen_hash(norm, 1), textgen_hash("a", 1));
     uv_timer_init(sim->loop, &p->timer);
@@ -1512,8 +1509,8 @@ create_modelfile(struct http_req *req, const cJSON *body, struct sim_model *m)
                                      : m->param_num_ctx);
     buf_cleanup(&b);
     if (rc != 0)
-        api_error(req, 500, rc == -E2BIG ? "too many parameters"
-                                         : "out of memory");
+        api_error(req, 500,
+                  rc == -E2BIG ? "too many parameters" : "out of memory");
     return rc;
 }
 

@@ -91,8 +91,7 @@ oai_sampling(struct http_req *req, const cJSON *body, struct gen_spec *spec)
     spec->tp.n_stop = spec->n_stop;
     spec->stream = json_get_bool(body, "stream", false);
     spec->include_usage =
-        json_get_bool(json_get(body, "stream_options"), "include_usage",
-                      false);
+        json_get_bool(json_get(body, "stream_options"), "include_usage", false);
     return 0;
 }
 
@@ -100,9 +99,9 @@ static void
 oai_seed(struct sim *sim, struct gen_spec *spec)
 {
     if (spec->tp.seed == 0)
-        spec->tp.seed = sim->seed ^
-                        textgen_hash(spec->prompt,
-                                     spec->n_prompt * sizeof(uint32_t));
+        spec->tp.seed =
+            sim->seed ^
+            textgen_hash(spec->prompt, spec->n_prompt * sizeof(uint32_t));
 }
 
 /* --- /v1/chat/completions ------------------------------------------------ */
@@ -202,8 +201,7 @@ oai_tool_calls(struct http_req *req, const cJSON *tcs)
         f = cJSON_AddObjectToObject(call, "function");
         cJSON_AddNumberToObject(f, "index", i++);
         cJSON_AddStringToObject(f, "name", name ? name : "");
-        cJSON_AddItemToObject(f, "arguments",
-                              obj ? obj : cJSON_CreateObject());
+        cJSON_AddItemToObject(f, "arguments", obj ? obj : cJSON_CreateObject());
         cJSON_AddItemToArray(out, call);
     }
     return out;
@@ -305,8 +303,8 @@ oai_format(struct http_req *req, const cJSON *rf, struct gen_spec *spec)
     if (strcmp(type, "json_schema") == 0) {
         const cJSON *schema = json_get(json_get(rf, "json_schema"), "schema");
 
-        spec->tp.format = schema && cJSON_IsObject(schema) ? TEXTGEN_SCHEMA
-                                                           : TEXTGEN_JSON;
+        spec->tp.format =
+            schema && cJSON_IsObject(schema) ? TEXTGEN_SCHEMA : TEXTGEN_JSON;
         spec->tp.schema = schema;
         return 0;
     }
@@ -330,8 +328,8 @@ static const struct api_field oai_chat_fields[] = {
 
 /* Whether the (thinking-capable) model thinks for this request. */
 static int
-oai_think(struct http_req *req, const cJSON *think,
-          const struct sim_model *m, const char *name, bool *out)
+oai_think(struct http_req *req, const cJSON *think, const struct sim_model *m,
+          const char *name, bool *out)
 {
     bool capable = (m->caps & SIM_CAP_THINKING) != 0;
 
@@ -397,9 +395,12 @@ out:
 /* --- /v1/completions ------------------------------------------------------ */
 
 static const struct api_field oai_completion_fields[] = {
-    {"model", "string", "string"},    {"prompt", "string", "string"},
-    {"suffix", "string", "string"},   {"stream", "bool", "bool"},
-    {"max_tokens", "number", "int"},  {"seed", "number", "int"},
+    {"model", "string", "string"},
+    {"prompt", "string", "string"},
+    {"suffix", "string", "string"},
+    {"stream", "bool", "bool"},
+    {"max_tokens", "number", "int"},
+    {"seed", "number", "int"},
     {"temperature", "number", "float32"},
     {"top_p", "number", "float32"},
     {"stream_options", "object", "openai.StreamOptions"},
@@ -418,10 +419,9 @@ oai_completions(struct sim *sim, struct http_req *req)
     if (api_parse_body(req, true, "openai.CompletionRequest", &body) != 0)
         return;
     spec.body = body;
-    if (api_check_fields(req, true, body, "CompletionRequest",
-                         oai_completion_fields,
-                         sizeof(oai_completion_fields) /
-                             sizeof(*oai_completion_fields)))
+    if (api_check_fields(
+            req, true, body, "CompletionRequest", oai_completion_fields,
+            sizeof(oai_completion_fields) / sizeof(*oai_completion_fields)))
         goto out;
     name = json_get_str(body, "model");
     m = name && *name ? catalog_find(&sim->catalog, name) : NULL;
@@ -441,8 +441,7 @@ oai_completions(struct sim *sim, struct http_req *req)
     spec.model_echo = strdup(name);
     prompt = json_get_str(body, "prompt");
     buf_init(&b, 64u << 20);
-    rc = buf_appendf(&b, "<|user|>\n%s\n<|assistant|>\n",
-                     prompt ? prompt : "");
+    rc = buf_appendf(&b, "<|user|>\n%s\n<|assistant|>\n", prompt ? prompt : "");
     if (rc == 0)
         rc = api_set_prompt(&spec, b.data, b.len);
     buf_cleanup(&b);
@@ -470,9 +469,9 @@ oai_model_obj(const struct sim_model *m, const char *id, struct buf *b)
     if (rc == 0)
         rc = json_append_str(b, id, strlen(id));
     if (rc == 0)
-        rc = buf_appendf(b, ",\"object\":\"model\",\"created\":%" PRId64
-                            ",\"owned_by\":",
-                         (int64_t)(m->modified_ns / 1000000000LL));
+        rc = buf_appendf(
+            b, ",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":",
+            (int64_t)(m->modified_ns / 1000000000LL));
     if (rc == 0)
         rc = json_append_str(b, owner, strlen(owner));
     return rc == 0 ? buf_appends(b, "}") : rc;

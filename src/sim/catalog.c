@@ -995,8 +995,8 @@ catalog_copy(struct sim_catalog *c, const char *src, const char *dst)
     m->caps = s->caps;
     memcpy(m->digest, s->digest, sizeof(m->digest));
     m->modified_ns = clock_wall_ns();
-    if (catalog_set_modelfile(m, s->system, s->parameters,
-                              s->param_num_ctx) != 0) {
+    if (catalog_set_modelfile(m, s->system, s->parameters, s->param_num_ctx) !=
+        0) {
         model_free(m);
         return -ENOMEM;
     }

@@ -28,14 +28,14 @@ enum sim_cap {
 };
 
 struct sim_model {
-    char *name;           /* owned; canonical "llama3.2:latest", "ns/m:t" */
-    char *family;         /* owned; "llama" */
-    char *parameter_size; /* owned; "3.2B" as Ollama prints it */
-    char *quantization;   /* owned; "Q4_K_M" */
-    double params_b;      /* parameter count in billions (total) */
-    double active_b;      /* active parameters for MoE ("30b-a3b" -> 3) */
-    uint64_t size;        /* bytes on disk */
-    uint32_t context_length;   /* training context */
+    char *name;              /* owned; canonical "llama3.2:latest", "ns/m:t" */
+    char *family;            /* owned; "llama" */
+    char *parameter_size;    /* owned; "3.2B" as Ollama prints it */
+    char *quantization;      /* owned; "Q4_K_M" */
+    double params_b;         /* parameter count in billions (total) */
+    double active_b;         /* active parameters for MoE ("30b-a3b" -> 3) */
+    uint64_t size;           /* bytes on disk */
+    uint32_t context_length; /* training context */
     uint32_t embedding_length; /* hidden size */
     unsigned caps;             /* enum sim_cap bits */
     char digest[65];           /* 64 lowercase hex, stable for name+size */
@@ -115,8 +115,7 @@ void model_name_owner(const char *name, char *out, size_t n);
  *   returns false (e.g. sched_uses_model); in_use NULL frees them all.
  */
 void catalog_purge_removed(struct sim_catalog *c,
-                           bool (*in_use)(const struct sim_model *m,
-                                          void *ud),
+                           bool (*in_use)(const struct sim_model *m, void *ud),
                            void *ud);
 
 #endif /* SIM_CATALOG_H */

@@ -27,10 +27,14 @@ fault_kind_parse(const char *s, size_t n, enum fault_kind *out)
         const char *name;
         enum fault_kind kind;
     } names[] = {
-        {"none", FAULT_NONE},           {"refuse", FAULT_REFUSE},
-        {"500", FAULT_HTTP500},         {"503", FAULT_BUSY503},
-        {"busy", FAULT_BUSY503},        {"hang", FAULT_HANG},
-        {"die-after", FAULT_DIE_AFTER}, {"die_after", FAULT_DIE_AFTER},
+        {"none", FAULT_NONE},
+        {"refuse", FAULT_REFUSE},
+        {"500", FAULT_HTTP500},
+        {"503", FAULT_BUSY503},
+        {"busy", FAULT_BUSY503},
+        {"hang", FAULT_HANG},
+        {"die-after", FAULT_DIE_AFTER},
+        {"die_after", FAULT_DIE_AFTER},
         {"error-after", FAULT_ERROR_AFTER},
         {"error_after", FAULT_ERROR_AFTER},
         {"slow", FAULT_SLOW},
@@ -126,8 +130,7 @@ fault_spec_option(struct fault *f, const char *opt, char *err, size_t errlen)
 }
 
 int
-fault_parse_spec(const char *spec, struct fault *out, char *err,
-                 size_t errlen)
+fault_parse_spec(const char *spec, struct fault *out, char *err, size_t errlen)
 {
     char copy[256];
     char *opts, *arg, *tok, *next;
@@ -184,8 +187,7 @@ fault_json_num(const cJSON *obj, const char *key, double min, double max,
     if (v == NULL)
         return 0;
     if (!cJSON_IsNumber(v) || v->valuedouble < min || v->valuedouble > max) {
-        snprintf(err, errlen, "%s must be a number in [%g, %g]", key, min,
-                 max);
+        snprintf(err, errlen, "%s must be a number in [%g, %g]", key, min, max);
         return -EINVAL;
     }
     *out = v->valuedouble;
@@ -193,8 +195,7 @@ fault_json_num(const cJSON *obj, const char *key, double min, double max,
 }
 
 int
-fault_parse_json(const cJSON *obj, struct fault *out, char *err,
-                 size_t errlen)
+fault_parse_json(const cJSON *obj, struct fault *out, char *err, size_t errlen)
 {
     const char *kind_s = json_get_str(obj, "kind");
     const char *model;
@@ -212,8 +213,7 @@ fault_parse_json(const cJSON *obj, struct fault *out, char *err,
     fault_defaults(out, kind);
     if (kind == FAULT_NONE)
         return 1;
-    if ((rc = fault_json_num(obj, "count", 1, INT32_MAX, &d, err, errlen)) <
-        0)
+    if ((rc = fault_json_num(obj, "count", 1, INT32_MAX, &d, err, errlen)) < 0)
         return rc;
     if (rc > 0)
         out->count = (int64_t)d;
@@ -305,8 +305,7 @@ fault_dump_json(const struct fault_set *fs, struct buf *b)
                          "\"factor\":%g,\"model\":",
                          i ? "," : "", fault_kind_name(f->kind),
                          (long long)f->count, (long long)f->after,
-                         (long long)(f->duration_ns / 1000000),
-                         f->factor);
+                         (long long)(f->duration_ns / 1000000), f->factor);
         if (rc == 0)
             rc = json_append_str(b, f->model, strlen(f->model));
         if (rc == 0)

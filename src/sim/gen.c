@@ -54,7 +54,7 @@ struct gen {
     uint32_t num_ctx;
 
     struct buf content, thinking; /* whole text, for non-streamed answers */
-    uint32_t *ids; /* prompt + generated token ids */
+    uint32_t *ids;                /* prompt + generated token ids */
     size_t n_ids, cap_ids;
 
     bool streaming;  /* http_stream_begin done */
@@ -136,8 +136,7 @@ gen_release(struct gen *g, bool with_cache)
 {
     if (g->sr == NULL)
         return;
-    sched_release(g->sr, with_cache ? g->ids : NULL,
-                  with_cache ? g->n_ids : 0);
+    sched_release(g->sr, with_cache ? g->ids : NULL, with_cache ? g->n_ids : 0);
     g->sr = NULL;
 }
 
@@ -205,8 +204,8 @@ static int
 gen_metrics(const struct gen *g, struct buf *b)
 {
     int64_t eval = gen_eval_ns(g);
-    int64_t total = g->load_ns + g->slot_wait_ns + g->prompt_ns + eval +
-                    GEN_OVERHEAD_NS;
+    int64_t total =
+        g->load_ns + g->slot_wait_ns + g->prompt_ns + eval + GEN_OVERHEAD_NS;
     int rc = 0;
 
     rc |= gen_append_metric(b, "total_duration", total);
@@ -228,8 +227,7 @@ gen_head(const struct gen *g, struct buf *b)
     clock_fmt_utc(clock_wall_ns(), ts, sizeof(ts));
     rc = buf_appends(b, "{\"model\":");
     if (rc == 0)
-        rc = json_append_str(b, g->spec.model_echo,
-                             strlen(g->spec.model_echo));
+        rc = json_append_str(b, g->spec.model_echo, strlen(g->spec.model_echo));
     if (rc == 0)
         rc = buf_appendf(b, ",\"created_at\":\"%s\"", ts);
     return rc;
@@ -244,8 +242,7 @@ gen_oai_head(const struct gen *g, struct buf *b, const char *object)
                          g->id, object, g->created);
 
     if (rc == 0)
-        rc = json_append_str(b, g->spec.model_echo,
-                             strlen(g->spec.model_echo));
+        rc = json_append_str(b, g->spec.model_echo, strlen(g->spec.model_echo));
     if (rc == 0)
         rc = buf_appends(b, ",\"system_fingerprint\":\"fp_ollama\"");
     return rc;
@@ -271,9 +268,8 @@ gen_send(struct gen *g, struct buf *b, bool sse)
     int rc;
 
     if (!g->streaming) {
-        rc = http_stream_begin(g->req, 200,
-                               sse ? "text/event-stream"
-                                   : "application/x-ndjson");
+        rc = http_stream_begin(
+            g->req, 200, sse ? "text/event-stream" : "application/x-ndjson");
         if (rc != 0)
             return rc;
         g->streaming = true;
@@ -290,7 +286,8 @@ gen_send(struct gen *g, struct buf *b, bool sse)
     return rc;
 }
 
-/* --- tool calls ------------------------------------------------------------ */
+/* --- tool calls ------------------------------------------------------------
+ */
 
 /* "call_" + 8 lowercase alphanumerics, from the seed and the index. */
 static void
@@ -324,8 +321,8 @@ gen_tool_calls_native(const struct gen *g, struct buf *b)
             rc = buf_appendf(b, "%s{\"id\":\"%s\",\"function\":", i ? "," : "",
                              id);
         if (rc == 0)
-            rc = json_print(cJSON_GetObjectItemCaseSensitive(tc, "function"),
-                            b);
+            rc =
+                json_print(cJSON_GetObjectItemCaseSensitive(tc, "function"), b);
         if (rc == 0)
             rc = buf_appends(b, "}");
         i++;
@@ -395,9 +392,8 @@ gen_piece_native(struct gen *g, struct buf *b, const char *piece, bool think)
                                  think ? 0 : strlen(piece));
     } else {
         if (rc == 0)
-            rc = buf_appends(b,
-                             ",\"message\":{\"role\":\"assistant\","
-                             "\"content\":");
+            rc = buf_appends(b, ",\"message\":{\"role\":\"assistant\","
+                                "\"content\":");
         if (rc == 0)
             rc = json_append_str(b, think ? "" : piece,
                                  think ? 0 : strlen(piece));
@@ -729,11 +725,10 @@ gen_stream_fault(struct gen *g)
         log_info("gen: fault die_after %zu tokens", sent);
         g->state = GEN_DONE;
         gen_release(g, false);
-        if (!g->streaming && http_stream_begin(req, 200,
-                                               gen_openai(g)
-                                                   ? "text/event-stream"
-                                                   : "application/x-ndjson") ==
-                                 0)
+        if (!g->streaming &&
+            http_stream_begin(req, 200,
+                              gen_openai(g) ? "text/event-stream"
+                                            : "application/x-ndjson") == 0)
             g->streaming = true;
         if (http_stream_queued(req) > 0)
             http_stream_on_drain(req, 0, gen_die_drained, g);
@@ -741,8 +736,7 @@ gen_stream_fault(struct gen *g)
             http_stream_abort(req);
         return true;
     }
-    if (g->spec.faults.err_after < 0 ||
-        sent < (size_t)g->spec.faults.err_after)
+    if (g->spec.faults.err_after < 0 || sent < (size_t)g->spec.faults.err_after)
         return false;
     snprintf(msg, sizeof(msg), "simulated error after %zu tokens", sent);
     log_info("gen: fault %s", msg);
@@ -841,8 +835,8 @@ gen_begin_tokens(struct gen *g)
 static uint32_t
 gen_embed_dims(const struct gen *g)
 {
-    uint32_t d = g->spec.model->embedding_length ? g->spec.model->embedding_length
-                                                 : 768;
+    uint32_t d =
+        g->spec.model->embedding_length ? g->spec.model->embedding_length : 768;
 
     if (g->spec.dims > 0 && g->spec.dims < d)
         d = g->spec.dims;
@@ -936,8 +930,8 @@ gen_embed_body(struct gen *g, struct buf *b)
         for (size_t i = 0; rc == 0 && i < g->spec.n_inputs; i++) {
             textgen_embed(g->spec.inputs[i], strlen(g->spec.inputs[i]), dims,
                           true, v);
-            rc = buf_appendf(b, "%s{\"object\":\"embedding\",\"embedding\":",
-                             i ? "," : "");
+            rc = buf_appendf(
+                b, "%s{\"object\":\"embedding\",\"embedding\":", i ? "," : "");
             if (rc == 0)
                 rc = gen_vector(b, v, dims, g->spec.base64);
             if (rc == 0)
@@ -996,9 +990,9 @@ gen_answer_load(struct gen *g, const char *reason)
     g->state = GEN_DONE;
     gen_release(g, false);
     if (gen_is_embed(g)) {
-        rc = buf_appends(&b, g->spec.api == GEN_EMBEDDINGS
-                                 ? "{\"embedding\":[]}"
-                                 : "{\"model\":");
+        rc =
+            buf_appends(&b, g->spec.api == GEN_EMBEDDINGS ? "{\"embedding\":[]}"
+                                                          : "{\"model\":");
         if (rc == 0 && g->spec.api != GEN_EMBEDDINGS)
             rc = json_append_str(&b, g->spec.model_echo,
                                  strlen(g->spec.model_echo));
@@ -1149,10 +1143,10 @@ gen_start(struct sim *sim, struct http_req *req, struct gen_spec *spec)
         gen_answer_load(g, "unload");
         return;
     }
-    g->sr = sched_request(sim->sched, g->spec.model, &g->spec.ro,
-                          g->spec.has_keep_alive, g->spec.keep_alive,
-                          g->spec.prompt, g->spec.n_prompt, gen_on_ready, g,
-                          &err);
+    g->sr =
+        sched_request(sim->sched, g->spec.model, &g->spec.ro,
+                      g->spec.has_keep_alive, g->spec.keep_alive,
+                      g->spec.prompt, g->spec.n_prompt, gen_on_ready, g, &err);
     if (g->sr == NULL) {
         if (err == -EBUSY)
             gen_error(g, 503,

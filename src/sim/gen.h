@@ -46,12 +46,12 @@ struct gen_spec {
     struct textgen_params tp; /* stop/schema/tools point into owned data */
     char **stop;              /* owned strings */
     size_t n_stop;
-    cJSON *body;      /* owned: the parsed request (tools, schema live here) */
-    char **inputs;    /* owned: embedding inputs */
+    cJSON *body;   /* owned: the parsed request (tools, schema live here) */
+    char **inputs; /* owned: embedding inputs */
     size_t n_inputs;
-    uint32_t dims;    /* embed "dimensions", 0 = model's */
-    bool base64;      /* /v1/embeddings encoding_format base64 */
-    bool truncate;    /* embed: default true */
+    uint32_t dims; /* embed "dimensions", 0 = model's */
+    bool base64;   /* /v1/embeddings encoding_format base64 */
+    bool truncate; /* embed: default true */
     struct gen_faults faults;
 };
 

@@ -38,12 +38,10 @@ static struct cfg_opt opts[] = {
      "Address to listen on (OLLAMA_HOST=host[:port] is also honoured)."},
     {"port", 'p', NULL, NULL, CFG_INT, &o.port, "11434", 0, 65535, "N",
      "Port to listen on; 0 picks a free one (see --ready-file)."},
-    {"ready-file", 0, "HERD_SIM_READY_FILE", NULL, CFG_STR, &o.ready_file,
-     NULL, 0, 0, "PATH",
-     "Once listening, write \"host:port\" here (atomically)."},
-    {"profile", 0, "HERD_SIM_PROFILE", NULL, CFG_STR, &o.profile, "rtx-4090",
-     0, 0, "NAME",
-     "Hardware profile: mac-studio, rtx-4090, mac-mini or cpu."},
+    {"ready-file", 0, "HERD_SIM_READY_FILE", NULL, CFG_STR, &o.ready_file, NULL,
+     0, 0, "PATH", "Once listening, write \"host:port\" here (atomically)."},
+    {"profile", 0, "HERD_SIM_PROFILE", NULL, CFG_STR, &o.profile, "rtx-4090", 0,
+     0, "NAME", "Hardware profile: mac-studio, rtx-4090, mac-mini or cpu."},
     {"memory-gb", 0, NULL, NULL, CFG_DOUBLE, &o.memory_gb, "0", 0, 1e6, "GB",
      "Override the profile's system memory."},
     {"vram-gb", 0, NULL, NULL, CFG_DOUBLE, &o.vram_gb, "0", 0, 1e6, "GB",
@@ -63,8 +61,8 @@ static struct cfg_opt opts[] = {
     {"max-loaded-models", 0, "OLLAMA_MAX_LOADED_MODELS", NULL, CFG_INT,
      &o.max_loaded, "0", 0, 1024, "N",
      "Most models loaded at once; 0 = 3 per GPU (3 on CPU)."},
-    {"max-queue", 0, "OLLAMA_MAX_QUEUE", NULL, CFG_INT, &o.max_queue, "512",
-     1, 1000000, "N",
+    {"max-queue", 0, "OLLAMA_MAX_QUEUE", NULL, CFG_INT, &o.max_queue, "512", 1,
+     1000000, "N",
      "Requests waiting to be scheduled before 503 \"server busy\"."},
     {"keep-alive", 0, "OLLAMA_KEEP_ALIVE", NULL, CFG_DURATION, &o.keep_alive,
      "5m", 0, 0, "DUR",
@@ -75,14 +73,14 @@ static struct cfg_opt opts[] = {
      "Default num_ctx; 0 = by VRAM (4096, 32768 or 262144)."},
     {"origins", 0, "OLLAMA_ORIGINS", NULL, CFG_STR, &o.origins, NULL, 0, 0,
      "LIST", "Extra CORS origins, comma-separated; * allows all."},
-    {"seed", 0, "HERD_SIM_SEED", NULL, CFG_INT, &o.seed, "0", 0, 1e18,
-     "N", "Base seed of the generated text."},
-    {"no-tool-calls", 0, NULL, NULL, CFG_BOOL, &o.no_tool_calls, "false", 0,
-     0, NULL, "Answer in text even when the request offers tools."},
+    {"seed", 0, "HERD_SIM_SEED", NULL, CFG_INT, &o.seed, "0", 0, 1e18, "N",
+     "Base seed of the generated text."},
+    {"no-tool-calls", 0, NULL, NULL, CFG_BOOL, &o.no_tool_calls, "false", 0, 0,
+     NULL, "Answer in text even when the request offers tools."},
     {"max-body", 0, "HERD_SIM_MAX_BODY", NULL, CFG_SIZE, &o.max_body, "32MiB",
      0, 0, "SIZE", "Largest request body; bigger ones get 413."},
-    {"log-level", 0, "HERD_SIM_LOG_LEVEL", NULL, CFG_STR, &o.log_level,
-     "info", 0, 0, "LEVEL", "error, warn, info or debug."},
+    {"log-level", 0, "HERD_SIM_LOG_LEVEL", NULL, CFG_STR, &o.log_level, "info",
+     0, 0, "LEVEL", "error, warn, info or debug."},
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -356,8 +354,8 @@ start_server(struct sim *sim)
     log_info("herd-sim %s (Ollama %s) listening on %s:%u, profile %s, "
              "%zu models, time scale %g",
              HERD_VERSION, SIM_OLLAMA_VERSION, o.host,
-             http_server_port(sim->server), sim->profile.name,
-             sim->catalog.n, sim->time_scale);
+             http_server_port(sim->server), sim->profile.name, sim->catalog.n,
+             sim->time_scale);
     if (o.ready_file != NULL &&
         fs_write_atomic(o.ready_file, ready, (size_t)n) != 0) {
         log_syserr("ready file %s", o.ready_file);
@@ -386,8 +384,8 @@ run(struct sim *sim)
         return 2;
     }
     log_set_level(lvl);
-    if (setup_profile(sim) || setup_catalog(sim) || setup_faults(sim,
-                                                                 &refuse_ns))
+    if (setup_profile(sim) || setup_catalog(sim) ||
+        setup_faults(sim, &refuse_ns))
         return 2;
     setup_origins(sim);
     sim->loop = uv_default_loop();

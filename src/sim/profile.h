@@ -39,8 +39,7 @@ int64_t profile_token_ns(const struct sim_profile *p,
 int64_t profile_prompt_ns(const struct sim_profile *p,
                           const struct sim_model *m, uint32_t tokens);
 /* Modelled ns to load m (fixed start-up + size / load rate). */
-int64_t profile_load_ns(const struct sim_profile *p,
-                        const struct sim_model *m);
+int64_t profile_load_ns(const struct sim_profile *p, const struct sim_model *m);
 
 /* Bytes a runner of m uses with this per-slot context and slot count
  * (weights + KV cache + graph), as /api/ps "size". */

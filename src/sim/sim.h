@@ -4,7 +4,8 @@
  * One struct sim per process, owned by main(): the loop, the HTTP server,
  * the installed models, the scheduler and the fault rules. The API files
  * (api.c: routing, host check, CORS, errors; api_native.c: the /api endpoints;
- * api_openai.c: the /v1 endpoints; gen.c: one inference request) all work on it.
+ * api_openai.c: the /v1 endpoints; gen.c: one inference request) all work on
+ * it.
  */
 #ifndef SIM_SIM_H
 #define SIM_SIM_H
@@ -88,8 +89,8 @@ int api_check_fields(struct http_req *req, bool openai, const cJSON *obj,
                      size_t n);
 
 /* Fault injection for an inference request: returns true when it has
- * answered already (500, 503, hang); the slow, die_after and err_after fields are set for
- * faults acting during the stream. */
+ * answered already (500, 503, hang); the slow, die_after and err_after fields
+ * are set for faults acting during the stream. */
 struct gen_faults {
     double slow;       /* 1.0 = normal speed */
     int64_t die_after; /* -1 = never */
@@ -130,7 +131,6 @@ void simctl_refuse(struct sim *sim, int64_t duration_ns);
 int api_keep_alive(struct http_req *req, bool openai, const cJSON *body,
                    bool *has, int64_t *ns);
 /* Appends the "details" object of a model (tags/show/ps). */
-int api_model_details(const struct sim_model *m, struct buf *b)
-    HERD_MUST_USE;
+int api_model_details(const struct sim_model *m, struct buf *b) HERD_MUST_USE;
 
 #endif /* SIM_SIM_H */

@@ -111,8 +111,8 @@ simctl_state(struct sim *sim, struct http_req *req)
             rc = buf_appendf(&b,
                              ",\"context_length\":%u,\"parallel\":%d,"
                              "\"in_use\":%d,\"loading\":%s}",
-                             ps[i].context_length, ps[i].parallel,
-                             ps[i].in_use, ps[i].loading ? "true" : "false");
+                             ps[i].context_length, ps[i].parallel, ps[i].in_use,
+                             ps[i].loading ? "true" : "false");
     }
     if (rc == 0)
         rc = buf_appendf(&b,
@@ -120,9 +120,8 @@ simctl_state(struct sim *sim, struct http_req *req)
                          "\"loads\":%" PRIu64 ",\"unloads\":%" PRIu64
                          ",\"evictions\":%" PRIu64 ",\"reloads\":%" PRIu64
                          ",\"rejected\":%" PRIu64 "},\"faults\":",
-                         sched_pending(sim->sched), sim->active_gens,
-                         st.loads, st.unloads, st.evictions, st.reloads,
-                         st.rejected);
+                         sched_pending(sim->sched), sim->active_gens, st.loads,
+                         st.unloads, st.evictions, st.reloads, st.rejected);
     if (rc == 0)
         rc = fault_dump_json(&sim->faults, &b);
     if (rc == 0)

@@ -17,8 +17,7 @@
 
 /* Token ids of s[0..len), at most max written; returns the total count
  * (which may exceed max: call with max 0 to count). */
-size_t textgen_tokenize(const char *s, size_t len, uint32_t *ids,
-                        size_t max);
+size_t textgen_tokenize(const char *s, size_t len, uint32_t *ids, size_t max);
 
 enum textgen_format { TEXTGEN_PLAIN, TEXTGEN_JSON, TEXTGEN_SCHEMA };
 
@@ -29,10 +28,10 @@ struct textgen_params {
     const char *const *stop; /* stop strings (borrowed) */
     size_t n_stop;
     enum textgen_format format;
-    const cJSON *schema;     /* for TEXTGEN_SCHEMA (borrowed) */
-    const cJSON *tools;      /* tools array, or NULL (borrowed) */
-    bool tool_calls;         /* emit a tool call when tools are given */
-    bool think;              /* emit thinking first */
+    const cJSON *schema; /* for TEXTGEN_SCHEMA (borrowed) */
+    const cJSON *tools;  /* tools array, or NULL (borrowed) */
+    bool tool_calls;     /* emit a tool call when tools are given */
+    bool think;          /* emit thinking first */
 };
 
 /*
@@ -61,14 +60,13 @@ struct textgen_plan {
     size_t tool_call_tokens;
 };
 
-int textgen_plan_make(const struct textgen_params *p,
-                      struct textgen_plan *out);
+int textgen_plan_make(const struct textgen_params *p, struct textgen_plan *out);
 void textgen_plan_free(struct textgen_plan *pl);
 
 /* A deterministic embedding of text into out[0..dims), L2-normalised
  * when normalize is true. */
-void textgen_embed(const char *text, size_t len, uint32_t dims,
-                   bool normalize, double *out);
+void textgen_embed(const char *text, size_t len, uint32_t dims, bool normalize,
+                   double *out);
 
 /* A seed from bytes (FNV-1a 64). */
 uint64_t textgen_hash(const void *p, size_t n);
