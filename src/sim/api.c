@@ -49,6 +49,7 @@ static const struct route routes[] = {
     {"/v1/embeddings", {"POST"}, oai_embeddings},
     {"/_sim/fault", {"POST", "DELETE"}, simctl_fault},
     {"/_sim/state", {"GET"}, simctl_state},
+    {"/_sim/requests", {"GET", "DELETE"}, simctl_requests},
 };
 
 /* --- answers ---------------------------------------------------------- */

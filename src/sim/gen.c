@@ -1125,6 +1125,7 @@ gen_start(struct sim *sim, struct http_req *req, struct gen_spec *spec)
     /* Merge order: defaults, the Modelfile's PARAMETERs, the request. */
     if (g->spec.ro.num_ctx <= 0 && g->spec.model->param_num_ctx > 0)
         g->spec.ro.num_ctx = g->spec.model->param_num_ctx;
+    simctl_record(sim, req, &g->spec);
     g->t0 = clock_mono_ns();
     g->created = clock_wall_ns() / NS_PER_SEC;
     snprintf(g->id, sizeof(g->id), "%s-%u",

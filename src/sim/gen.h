@@ -76,6 +76,11 @@ int api_set_prompt(struct gen_spec *spec, const char *text, size_t len);
 /* Frees what a spec owns (for callers that fail before gen_start). */
 void gen_spec_cleanup(struct gen_spec *s);
 
+/* simctl.c: remembers what an inference request asked for (endpoint,
+ * model, stream, effective options) for GET /_sim/requests. */
+void simctl_record(struct sim *sim, struct http_req *req,
+                   const struct gen_spec *spec);
+
 /* Takes ownership of *spec (whatever happens) and answers req. */
 void gen_start(struct sim *sim, struct http_req *req, struct gen_spec *spec);
 

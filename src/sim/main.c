@@ -111,6 +111,7 @@ static const char epilog[] =
     "       optional count, model\n"
     "  DELETE /_sim/fault   clear every fault\n"
     "  GET /_sim/state      runners, queue, counters, faults\n"
+    "  GET /_sim/requests   the last 64 inference requests as received\n"
     "\nDefault models: llama3.2:3b, llama3.1:8b, qwen3:8b, qwen2.5-coder:7b,\n"
     "gemma3:4b, nomic-embed-text, llama3.3:70b. See docs/herd-sim.md.\n";
 
@@ -459,6 +460,7 @@ main(int argc, char **argv)
     apply_ollama_host();
     rc = run(sim);
     catalog_cleanup(&sim->catalog);
+    simctl_cleanup(sim);
     for (size_t i = 0; i < sim->n_origins; i++)
         free(sim->origins[i]);
     cfg_free(opts, N_OPTS);

@@ -23,6 +23,7 @@
 #include "sched.h"
 
 #define SIM_MAX_ORIGINS 32
+#define SIM_SEEN_MAX    64
 
 struct sim {
     uv_loop_t *loop;            /* borrowed from main */
@@ -43,6 +44,12 @@ struct sim {
     size_t n_origins;
     bool all_origins; /* OLLAMA_ORIGINS=* */
     char hostname[256];
+
+    /* The last inference requests as received, for GET /_sim/requests:
+     * a ring of JSON objects (owned strings), oldest at seen_head. */
+    char *seen[SIM_SEEN_MAX];
+    size_t seen_head, n_seen;
+    uint64_t seen_total;
 
     uint64_t next_id;   /* for chatcmpl-N / cmpl-N (0..998 in Ollama) */
     size_t active_gens; /* inference requests in progress */
@@ -122,6 +129,9 @@ void oai_model(struct sim *sim, struct http_req *req);
 void oai_embeddings(struct sim *sim, struct http_req *req);
 void simctl_fault(struct sim *sim, struct http_req *req);
 void simctl_state(struct sim *sim, struct http_req *req);
+void simctl_requests(struct sim *sim, struct http_req *req);
+/* simctl.c: frees the ring of seen requests. */
+void simctl_cleanup(struct sim *sim);
 /* simctl.c: the "refuse" fault: stop listening for duration_ns. */
 void simctl_refuse(struct sim *sim, int64_t duration_ns);
 

@@ -856,7 +856,39 @@ describe('§7.11 /v1', () => {
     assert.equal((await simState(sim.url)).stats.reloads, r0 + 1);
   });
 
-  it('temperature and top_p default to 1.0 on /v1', { todo: 'not observable through the Ollama API; needs a sim hook (e.g. effective options in /_sim/state)' }, () => {});
+  it('temperature and top_p default to 1.0 on /v1, 0.8/0.9 natively (GET /_sim/requests)', async () => {
+    const seen = async () => parseJson(await get(sim.url, '/_sim/requests')).requests.at(-1);
+    assert.equal((await post(sim.url, '/v1/chat/completions', {
+      model: M, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2,
+    })).status, 200);
+    let s = await seen();
+    assert.equal(s.endpoint, '/v1/chat/completions');
+    assert.equal(s.temperature, 1);
+    assert.equal(s.top_p, 1);
+    assert.equal(s.keep_alive_ns, null);
+    assert.equal((await post(sim.url, '/v1/completions', { model: M, prompt: 'hi', temperature: 0.3, max_tokens: 2 })).status, 200);
+    s = await seen();
+    assert.equal(s.endpoint, '/v1/completions');
+    assert.equal(s.temperature, 0.3);
+    assert.equal(s.top_p, 1);
+    assert.equal((await post(sim.url, '/api/generate', { model: M, prompt: 'hi', stream: false, options: { num_predict: 2 } })).status, 200);
+    s = await seen();
+    assert.equal(s.temperature, 0.8);
+    assert.equal(s.top_p, 0.9);
+    assert.equal(s.num_predict, 2);
+  });
+
+  it('/_sim/requests keeps the last 64 requests, oldest dropped; DELETE clears', async () => {
+    await request(sim.url, { method: 'DELETE', path: '/_sim/requests' });
+    for (let i = 0; i < 70; i++)
+      assert.equal((await post(sim.url, '/api/generate', { model: M, prompt: `p${i}`, stream: false, options: { num_predict: 1, seed: i } })).status, 200);
+    const r = parseJson(await get(sim.url, '/_sim/requests'));
+    assert.equal(r.requests.length, 64);
+    assert.equal(r.requests.at(-1).seq - r.requests[0].seq, 63);
+    assert.ok(r.total >= 70);
+    const cleared = parseJson(await request(sim.url, { method: 'DELETE', path: '/_sim/requests' }));
+    assert.deepEqual(cleared.requests, []);
+  });
 
   it('/v1/models with no models gives "data": null', async () => {
     const empty = await startSim({ args: ['--time-scale', '0', '--no-default-models'] });
