@@ -83,12 +83,12 @@ opt_fail(struct http_req *req, bool openai, const char *key, const char *type)
     return -1;
 }
 
-static int
-opt_stop(struct http_req *req, bool openai, const cJSON *v,
-         struct gen_spec *spec)
+int
+api_stop_strings(const cJSON *v, struct gen_spec *spec, const cJSON **bad)
 {
     const cJSON *e;
 
+    *bad = NULL;
     if (cJSON_IsString(v)) {
         spec->stop = calloc(1, sizeof(char *));
         if (spec->stop == NULL ||
@@ -97,15 +97,22 @@ opt_stop(struct http_req *req, bool openai, const cJSON *v,
         spec->n_stop = 1;
         return 0;
     }
-    if (!cJSON_IsArray(v))
-        return opt_fail(req, openai, "stop", "array");
+    if (!cJSON_IsArray(v)) {
+        *bad = v;
+        return -EINVAL;
+    }
+    cJSON_ArrayForEach(e, v)
+    {
+        if (!cJSON_IsString(e)) {
+            *bad = e;
+            return -EINVAL;
+        }
+    }
     spec->stop = calloc(MAX_STOP, sizeof(char *));
     if (spec->stop == NULL)
         return -ENOMEM;
     cJSON_ArrayForEach(e, v)
     {
-        if (!cJSON_IsString(e))
-            return opt_fail(req, openai, "stop", "array");
         if (spec->n_stop == MAX_STOP || e->valuestring[0] == '\0')
             continue;
         spec->stop[spec->n_stop] = strdup(e->valuestring);
@@ -177,12 +184,15 @@ api_options(struct http_req *req, bool openai, const cJSON *options,
         spec->tp.num_predict = (int64_t)v->valuedouble;
     v = json_get(options, "stop");
     if (v != NULL && !cJSON_IsNull(v)) {
-        int rc = opt_stop(req, openai, v, spec);
+        const cJSON *bad;
+        int rc = api_stop_strings(v, spec, &bad);
 
-        if (rc == -ENOMEM)
+        if (rc == -EINVAL)
+            return opt_fail(req, openai, "stop", "array");
+        if (rc != 0) {
             api_error(req, 500, "out of memory");
-        if (rc != 0)
             return -1;
+        }
     }
     return 0;
 }
@@ -227,16 +237,6 @@ api_render_chat(const cJSON *messages, struct buf *b)
             return rc;
     }
     return buf_appends(b, "<|assistant|>\n");
-}
-
-/* The seed of a request: options.seed when given, else from the prompt. */
-static void
-api_seed(struct sim *sim, struct gen_spec *spec)
-{
-    if (spec->tp.seed == 0)
-        spec->tp.seed =
-            sim->seed ^
-            textgen_hash(spec->prompt, spec->n_prompt * sizeof(uint32_t));
 }
 
 /* Ollama's %q: a Go-quoted string. */
@@ -534,7 +534,6 @@ native_generate(struct sim *sim, struct http_req *req)
         api_error(req, 500, "out of memory");
         goto out;
     }
-    api_seed(sim, &spec);
     gen_start(sim, req, &spec);
     return;
 out:
@@ -710,7 +709,6 @@ native_chat(struct sim *sim, struct http_req *req)
     spec.tp.think = think;
     spec.tp.stop = (const char *const *)spec.stop;
     spec.tp.n_stop = spec.n_stop;
-    api_seed(sim, &spec);
     gen_start(sim, req, &spec);
     return;
 out:
@@ -897,6 +895,18 @@ out:
 }
 
 /* --- /api/tags, /api/ps, /api/show ---------------------------------------- */
+
+/* "model", or the deprecated "name" that show/pull/push/delete/create
+ * still accept; NULL when both are missing or empty. */
+static const char *
+body_name(const cJSON *body)
+{
+    const char *name = json_get_str(body, "model");
+
+    if (name == NULL || *name == '\0')
+        name = json_get_str(body, "name");
+    return name != NULL && *name != '\0' ? name : NULL;
+}
 
 /* "model"/"name" must be strings in show, pull, push, delete, create. */
 static int
@@ -1157,10 +1167,8 @@ native_show(struct sim *sim, struct http_req *req)
         cJSON_Delete(body);
         return;
     }
-    name = json_get_str(body, "model");
-    if (name == NULL || *name == '\0')
-        name = json_get_str(body, "name");
-    if (name == NULL || *name == '\0') {
+    name = body_name(body);
+    if (name == NULL) {
         api_error(req, 400, "model is required");
         goto out;
     }
@@ -1299,10 +1307,8 @@ native_pull(struct sim *sim, struct http_req *req)
         cJSON_Delete(body);
         return;
     }
-    name = json_get_str(body, "model");
-    if (name == NULL || *name == '\0')
-        name = json_get_str(body, "name");
-    if (name == NULL || *name == '\0') {
+    name = body_name(body);
+    if (name == NULL) {
         api_error(req, 400, "model is required");
         goto out;
     }
@@ -1353,10 +1359,8 @@ native_push(struct sim *sim, struct http_req *req)
         cJSON_Delete(body);
         return;
     }
-    name = json_get_str(body, "model");
-    if (name == NULL || *name == '\0')
-        name = json_get_str(body, "name");
-    if (name == NULL || *name == '\0') {
+    name = body_name(body);
+    if (name == NULL) {
         api_error(req, 400, "model is required");
         goto out;
     }
@@ -1408,9 +1412,7 @@ native_delete(struct sim *sim, struct http_req *req)
         cJSON_Delete(body);
         return;
     }
-    name = json_get_str(body, "model");
-    if (name == NULL || *name == '\0')
-        name = json_get_str(body, "name");
+    name = body_name(body);
     if (name == NULL || model_name_normalize(name, norm, sizeof(norm)) != 0)
         api_error(req, 400, "name \"%s\" is invalid", name ? name : "");
     else if (catalog_remove(&sim->catalog, norm) != 0)
@@ -1531,9 +1533,7 @@ native_create(struct sim *sim, struct http_req *req)
         cJSON_Delete(body);
         return;
     }
-    name = json_get_str(body, "model");
-    if (name == NULL || *name == '\0')
-        name = json_get_str(body, "name");
+    name = body_name(body);
     from = json_get_str(body, "from");
     if (name == NULL || model_name_normalize(name, b, sizeof(b)) != 0) {
         api_error(req, 400, "invalid model name");

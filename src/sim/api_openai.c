@@ -23,46 +23,21 @@ int native_embed_spec(struct sim *sim, struct http_req *req,
 
 /* --- shared request fields ------------------------------------------------ */
 
+/* stop: a string or an array of strings; another element type is a 400
+ * naming Go's type ("float64" for numbers). */
 static int
 oai_stop(struct http_req *req, const cJSON *v, struct gen_spec *spec)
 {
-    const cJSON *e;
-    size_t n = 0;
+    const cJSON *bad;
+    int rc;
 
     if (v == NULL || cJSON_IsNull(v))
         return 0;
-    if (cJSON_IsString(v)) {
-        spec->stop = calloc(1, sizeof(char *));
-        if (spec->stop == NULL ||
-            (spec->stop[0] = strdup(v->valuestring)) == NULL)
-            return -ENOMEM;
-        spec->n_stop = 1;
-        return 0;
-    }
-    if (!cJSON_IsArray(v)) {
+    rc = api_stop_strings(v, spec, &bad);
+    if (rc == -EINVAL)
         api_oai_error(req, 400, "invalid type for 'stop' field: %s",
-                      cJSON_IsNumber(v) ? "float64" : json_go_kind(v));
-        return -1;
-    }
-    cJSON_ArrayForEach(e, v)
-    {
-        if (!cJSON_IsString(e)) {
-            api_oai_error(req, 400, "invalid type for 'stop' field: %s",
-                          cJSON_IsNumber(e) ? "float64" : json_go_kind(e));
-            return -1;
-        }
-        n++;
-    }
-    spec->stop = calloc(n + 1, sizeof(char *));
-    if (spec->stop == NULL)
-        return -ENOMEM;
-    cJSON_ArrayForEach(e, v)
-    {
-        if ((spec->stop[spec->n_stop] = strdup(e->valuestring)) == NULL)
-            return -ENOMEM;
-        spec->n_stop++;
-    }
-    return 0;
+                      cJSON_IsNumber(bad) ? "float64" : json_go_kind(bad));
+    return rc == -EINVAL ? -1 : rc;
 }
 
 /* max_tokens / max_completion_tokens, seed, stop; runner options stay at
@@ -93,15 +68,6 @@ oai_sampling(struct http_req *req, const cJSON *body, struct gen_spec *spec)
     spec->include_usage =
         json_get_bool(json_get(body, "stream_options"), "include_usage", false);
     return 0;
-}
-
-static void
-oai_seed(struct sim *sim, struct gen_spec *spec)
-{
-    if (spec->tp.seed == 0)
-        spec->tp.seed =
-            sim->seed ^
-            textgen_hash(spec->prompt, spec->n_prompt * sizeof(uint32_t));
 }
 
 /* --- /v1/chat/completions ------------------------------------------------ */
@@ -383,7 +349,6 @@ oai_chat(struct sim *sim, struct http_req *req)
         goto out;
     if (api_apply_fault(sim, req, true, spec.model->name, &spec.faults))
         goto out;
-    oai_seed(sim, &spec);
     cJSON_Delete((cJSON *)think);
     gen_start(sim, req, &spec);
     return;
@@ -449,7 +414,6 @@ oai_completions(struct sim *sim, struct http_req *req)
         api_oai_error(req, 500, "out of memory");
         goto out;
     }
-    oai_seed(sim, &spec);
     gen_start(sim, req, &spec);
     return;
 out:

@@ -1125,6 +1125,12 @@ gen_start(struct sim *sim, struct http_req *req, struct gen_spec *spec)
     /* Merge order: defaults, the Modelfile's PARAMETERs, the request. */
     if (g->spec.ro.num_ctx <= 0 && g->spec.model->param_num_ctx > 0)
         g->spec.ro.num_ctx = g->spec.model->param_num_ctx;
+    /* Without options.seed, the text follows from the prompt (and the
+     * sim's base seed): the same request gets the same answer. */
+    if (g->spec.tp.seed == 0)
+        g->spec.tp.seed =
+            sim->seed ^
+            textgen_hash(g->spec.prompt, g->spec.n_prompt * sizeof(uint32_t));
     simctl_record(sim, req, &g->spec);
     g->t0 = clock_mono_ns();
     g->created = clock_wall_ns() / NS_PER_SEC;

@@ -64,6 +64,11 @@ struct gen_spec {
 int api_options(struct http_req *req, bool openai, const cJSON *options,
                 struct gen_spec *spec);
 
+/* api_native.c: stop strings from a string or an array of strings into
+ * spec->stop (at most 16, empty ones skipped). -EINVAL with *bad = the
+ * offending value, or -ENOMEM. */
+int api_stop_strings(const cJSON *v, struct gen_spec *spec, const cJSON **bad);
+
 /* api_native.c: renders chat messages into prompt text the way a chat
  * template would, so that a follow-up turn extends the previous prompt
  * plus answer (prefix caching works as in Ollama). Appends to b. */
