@@ -12,7 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#define HERD_MUST_USE __attribute__((warn_unused_result))
+#define HERD_MUST_USE     __attribute__((warn_unused_result))
 #define HERD_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 struct buf {
@@ -34,8 +34,8 @@ void buf_reset(struct buf *b);
 /* 0, or -ENOMEM / -E2BIG; b is unchanged on failure. */
 int buf_append(struct buf *b, const void *p, size_t n) HERD_MUST_USE;
 int buf_appends(struct buf *b, const char *s) HERD_MUST_USE;
-int buf_appendf(struct buf *b, const char *fmt, ...) HERD_PRINTF(2, 3)
-    HERD_MUST_USE;
+int buf_appendf(struct buf *b, const char *fmt, ...)
+    HERD_PRINTF(2, 3) HERD_MUST_USE;
 int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
     HERD_PRINTF(2, 0) HERD_MUST_USE;
 

@@ -77,7 +77,7 @@ void cfg_print_help(FILE *f, const char *usage, const struct cfg_opt *opts,
 
 /* Appends {"name":{"value":...,"source":"flag|env|default","env":"..."}}
  * for the settings endpoint. */
-int cfg_dump_json(const struct cfg_opt *opts, size_t n, struct buf *b)
-    HERD_MUST_USE;
+int cfg_dump_json(const struct cfg_opt *opts, size_t n,
+                  struct buf *b) HERD_MUST_USE;
 
 #endif /* HERD_CONFIG_H */

@@ -45,8 +45,7 @@ enum http_end {
 };
 
 typedef void (*http_handler_cb)(struct http_req *req, void *ud);
-typedef void (*http_done_cb)(struct http_req *req, enum http_end why,
-                             void *ud);
+typedef void (*http_done_cb)(struct http_req *req, enum http_end why, void *ud);
 typedef void (*http_drain_cb)(struct http_req *req, void *ud);
 
 struct http_server_opts {
@@ -64,8 +63,8 @@ struct http_server_opts {
 /* Binds and listens. NULL with a message in err ("127.0.0.1:11434:
  * Address already in use"). */
 struct http_server *http_server_new(uv_loop_t *loop,
-                                    const struct http_server_opts *o,
-                                    char *err, size_t errlen);
+                                    const struct http_server_opts *o, char *err,
+                                    size_t errlen);
 
 /* The bound port (the real one when 0 was asked). */
 unsigned http_server_port(const struct http_server *s);
@@ -81,14 +80,13 @@ size_t http_server_active(const struct http_server *s);
 /* Ends every open request (done callbacks with HTTP_END_SHUTDOWN), stops
  * MHD, closes the uv handles, and calls closed(ud) once all memory is
  * released; the loop then has no handle of ours. */
-void http_server_free(struct http_server *s, void (*closed)(void *),
-                      void *ud);
+void http_server_free(struct http_server *s, void (*closed)(void *), void *ud);
 
 /* --- the request ------------------------------------------------------ */
 
-uint64_t http_req_id(const struct http_req *r);       /* unique, from 1 */
+uint64_t http_req_id(const struct http_req *r);        /* unique, from 1 */
 const char *http_req_method(const struct http_req *r); /* "GET", ... */
-const char *http_req_path(const struct http_req *r);  /* no query string */
+const char *http_req_path(const struct http_req *r);   /* no query string */
 /* Case-insensitive; NULL when absent. */
 const char *http_req_header(const struct http_req *r, const char *name);
 /* Decoded query argument; NULL when absent. */

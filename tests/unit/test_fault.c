@@ -22,8 +22,7 @@ test_spec_kinds(void **state)
     assert_int_equal(fault_parse_spec("500", &f, err, sizeof(err)), 0);
     assert_int_equal(f.kind, FAULT_HTTP500);
     assert_int_equal(f.count, -1);
-    assert_int_equal(fault_parse_spec("503,count=2", &f, err, sizeof(err)),
-                     0);
+    assert_int_equal(fault_parse_spec("503,count=2", &f, err, sizeof(err)), 0);
     assert_int_equal(f.kind, FAULT_BUSY503);
     assert_int_equal(f.count, 2);
     assert_int_equal(fault_parse_spec("refuse:2s", &f, err, sizeof(err)), 0);
@@ -52,9 +51,9 @@ static void
 test_spec_errors(void **state)
 {
     static const char *const bad[] = {
-        "",        "boom",         "none",       "die-after",
-        "slow",    "slow:0.5x",    "500:3",      "die-after:x",
-        "hang:x",  "503,count=0",  "503,color=red",
+        "",       "boom",        "none",          "die-after",
+        "slow",   "slow:0.5x",   "500:3",         "die-after:x",
+        "hang:x", "503,count=0", "503,color=red",
     };
     struct fault f;
     char err[256];
@@ -106,9 +105,9 @@ test_take_counts_and_models(void **state)
     char err[256];
 
     (void)state;
-    assert_int_equal(fault_parse_spec("500,count=2,model=llama3.2", &f, err,
-                                      sizeof(err)),
-                     0);
+    assert_int_equal(
+        fault_parse_spec("500,count=2,model=llama3.2", &f, err, sizeof(err)),
+        0);
     assert_int_equal(fault_add(&fs, &f), 0);
     assert_int_equal(fault_parse_spec("slow:3x", &f, err, sizeof(err)), 0);
     assert_int_equal(fault_add(&fs, &f), 0);
@@ -156,10 +155,9 @@ test_dump_json(void **state)
     cJSON *j;
 
     (void)state;
-    assert_int_equal(
-        fault_parse_spec("die-after:4,count=1,model=a\"b", &f, err,
-                         sizeof(err)),
-        0);
+    assert_int_equal(fault_parse_spec("die-after:4,count=1,model=a\"b", &f, err,
+                                      sizeof(err)),
+                     0);
     assert_int_equal(fault_add(&fs, &f), 0);
     buf_init(&b, 4096);
     assert_int_equal(fault_dump_json(&fs, &b), 0);
