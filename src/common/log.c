@@ -192,9 +192,12 @@ log_fmt_ts(int64_t now_ns, char *out, size_t n)
         snprintf(out, n, "0000-00-00T00:00:00.000000+00:00");
         return;
     }
+    /* The moduli only bound the fields for the compiler's truncation
+     * check; real values are already in range. */
     snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%06ld+00:00",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, usec);
+             (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
+             tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+             tm.tm_sec % 100, usec % 1000000);
 }
 
 /* Length of a valid UTF-8 sequence at p (at most n bytes), or 0. */
