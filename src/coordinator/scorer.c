@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "herd/modelname.h"
+
 /* ---- settings ---- */
 
 void
@@ -48,74 +50,6 @@ scorer_weights_default(struct scorer_weights *w)
 #define SCORER_EMBED_SIZE_GB   0.3  /* embedding model without a count */
 #define SCORER_Q4_K_M_BITS     4.85
 
-/* Bits per weight of the GGUF quantisation types (llama.cpp's figures,
- * the same table herd-sim uses to size its models). */
-static const struct {
-    const char *name; /* lower case */
-    double bits;
-} scorer_quants[] = {
-    {"q2_k", 3.35},    {"q3_k_s", 3.5},  {"q3_k_m", 3.91}, {"q3_k_l", 4.27},
-    {"q4_0", 4.55},    {"q4_1", 5.0},    {"q4_k_s", 4.58}, {"q4_k_m", 4.85},
-    {"q5_0", 5.54},    {"q5_1", 6.0},    {"q5_k_s", 5.54}, {"q5_k_m", 5.69},
-    {"q6_k", 6.56},    {"q8_0", 8.5},    {"f16", 16.0},    {"fp16", 16.0},
-    {"bf16", 16.0},    {"f32", 32.0},    {"fp32", 32.0},   {"iq2_xxs", 2.06},
-    {"iq3_xxs", 3.06}, {"iq4_xs", 4.25}, {"iq4_nl", 4.5},  {"mxfp4", 4.25},
-};
-
-/* A plain decimal of p[0..n): digits and at most one '.'. */
-static int
-scorer_parse_decimal(const char *p, size_t n, double *out)
-{
-    char tmp[24];
-    char *end = NULL;
-    bool dot = false, digit = false;
-
-    if (n == 0 || n >= sizeof(tmp))
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '.' && !dot)
-            dot = true;
-        else if (isdigit((unsigned char)p[i]))
-            digit = true;
-        else
-            return -EINVAL;
-    }
-    if (!digit)
-        return -EINVAL;
-    memcpy(tmp, p, n);
-    tmp[n] = '\0';
-    *out = strtod(tmp, &end);
-    return *end == '\0' && isfinite(*out) && *out > 0 ? 0 : -EINVAL;
-}
-
-/* "27b", "0.5b", "567m", "1t" -> billions. Only b, m and t: a "4k" or
- * "32k" in a tag is a context size, not a parameter count. */
-static int
-scorer_parse_count(const char *p, size_t n, double *out)
-{
-    double v, mul;
-
-    if (n < 2)
-        return -EINVAL;
-    switch (p[n - 1]) {
-    case 'b':
-        mul = 1.0;
-        break;
-    case 'm':
-        mul = 1e-3;
-        break;
-    case 't':
-        mul = 1e3;
-        break;
-    default:
-        return -EINVAL;
-    }
-    if (scorer_parse_decimal(p, n - 1, &v) != 0)
-        return -EINVAL;
-    *out = v * mul;
-    return 0;
-}
-
 /* One name segment as a total parameter count: "27b", or "8x7b" (eight
  * experts of 7b, all of which must be in memory). "30b-a3b" arrives as
  * "30b" then "a3b"; the active count never parses, so 30 is kept. */
@@ -125,28 +59,16 @@ scorer_parse_params(const char *seg, size_t n, double *total)
     const char *x = memchr(seg, 'x', n);
     double k, each;
 
+    /* Only b, m and t: a "4k" or "32k" in a tag is a context size, not a
+     * parameter count. */
     if (x == NULL)
-        return scorer_parse_count(seg, n, total);
-    if (scorer_parse_decimal(seg, (size_t)(x - seg), &k) != 0 ||
+        return modelname_count(seg, n, "bmt", total);
+    if (modelname_decimal(seg, (size_t)(x - seg), &k) != 0 || k <= 0 ||
         k != floor(k) ||
-        scorer_parse_count(x + 1, n - (size_t)(x + 1 - seg), &each) != 0)
+        modelname_count(x + 1, n - (size_t)(x + 1 - seg), "bmt", &each) != 0)
         return -EINVAL;
     *total = k * each;
     return 0;
-}
-
-static int
-scorer_quant_bits(const char *seg, size_t n, double *bits)
-{
-    for (size_t i = 0; i < sizeof(scorer_quants) / sizeof(scorer_quants[0]);
-         i++) {
-        if (strlen(scorer_quants[i].name) == n &&
-            memcmp(scorer_quants[i].name, seg, n) == 0) {
-            *bits = scorer_quants[i].bits;
-            return 0;
-        }
-    }
-    return -EINVAL;
 }
 
 /* Walks the segments of s[0..n) (split on '-', ':', '/'), keeping the
@@ -166,7 +88,7 @@ scorer_scan_segments(const char *s, size_t n, double *params, double *bits)
 
             if (*params <= 0 && scorer_parse_params(s + i, j - i, &v) == 0)
                 *params = v;
-            if (*bits <= 0 && scorer_quant_bits(s + i, j - i, &v) == 0)
+            if (*bits <= 0 && modelname_quant(s + i, j - i, NULL, &v) == 0)
                 *bits = v;
         }
         i = j + 1;

@@ -27,6 +27,7 @@
 #include "herd/clock.h"
 #include "herd/fsutil.h"
 #include "herd/json.h"
+#include "herd/modelname.h"
 #include "herd/parse.h"
 
 /* Caps: the catalogue is peer-controlled through pull/create/copy. */
@@ -146,19 +147,6 @@ static const char *const catalog_default_names[] = {
 #undef I_
 #undef V_
 #undef E_
-
-/* Bits per weight of the GGUF quantisation types (llama.cpp's figures). */
-static const struct {
-    const char *name;
-    double bits;
-} catalog_quants[] = {
-    {"Q2_K", 3.35},  {"Q3_K_S", 3.5},   {"Q3_K_M", 3.91},  {"Q3_K_L", 4.27},
-    {"Q4_0", 4.55},  {"Q4_1", 5.0},     {"Q4_K_S", 4.58},  {"Q4_K_M", 4.85},
-    {"Q5_0", 5.54},  {"Q5_1", 6.0},     {"Q5_K_S", 5.54},  {"Q5_K_M", 5.69},
-    {"Q6_K", 6.56},  {"Q8_0", 8.5},     {"F16", 16.0},     {"BF16", 16.0},
-    {"F32", 32.0},   {"IQ2_XXS", 2.06}, {"IQ3_XXS", 3.06}, {"IQ4_XS", 4.25},
-    {"IQ4_NL", 4.5}, {"MXFP4", 4.25},
-};
 
 /* What the user said about one model, before defaults are filled in. */
 struct build {
@@ -324,62 +312,6 @@ name_split(const char *name, const char **model, size_t *model_len,
 
 /* ---- parameter counts, quantisation and sizes ---- */
 
-/* A plain decimal number (digits and at most one '.') of p[0..n). */
-static int
-parse_decimal(const char *p, size_t n, double *out)
-{
-    char tmp[32];
-    char *end = NULL;
-    bool dot = false, digit = false;
-
-    if (n == 0 || n >= sizeof(tmp))
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '.' && !dot)
-            dot = true;
-        else if (isdigit((unsigned char)p[i]))
-            digit = true;
-        else
-            return -EINVAL;
-    }
-    if (!digit)
-        return -EINVAL;
-    memcpy(tmp, p, n);
-    tmp[n] = '\0';
-    *out = strtod(tmp, &end);
-    return *end == '\0' && isfinite(*out) ? 0 : -EINVAL;
-}
-
-/* "8b", "1.5B", "567M", "70.6b" -> billions; one count with its unit. */
-static int
-parse_count(const char *p, size_t n, double *out)
-{
-    double v, mul;
-
-    if (n < 2)
-        return -EINVAL;
-    switch (tolower((unsigned char)p[n - 1])) {
-    case 't':
-        mul = 1e3;
-        break;
-    case 'b':
-        mul = 1.0;
-        break;
-    case 'm':
-        mul = 1e-3;
-        break;
-    case 'k':
-        mul = 1e-6;
-        break;
-    default:
-        return -EINVAL;
-    }
-    if (parse_decimal(p, n - 1, &v) != 0 || v <= 0)
-        return -EINVAL;
-    *out = v * mul;
-    return 0;
-}
-
 /*
  * A parameter count as model tags spell it: "8B", "567M", "1.5b",
  * "30b-a3b" (MoE: 30 total, 3 active), "8x7b" (experts x size: total
@@ -396,7 +328,7 @@ catalog_parse_params(const char *s, double *total, double *active)
 
     if (n == 0 || n > 31)
         return -EINVAL;
-    if (parse_decimal(s, n, &t) == 0) {
+    if (modelname_decimal(s, n, &t) == 0) {
         if (t <= 0)
             return -EINVAL;
         t = t >= 1e4 ? t / 1e9 : t;
@@ -407,54 +339,27 @@ catalog_parse_params(const char *s, double *total, double *active)
         const char *r = dash + 1;
 
         if (tolower((unsigned char)*r) != 'a' ||
-            parse_count(s, (size_t)(dash - s), &t) != 0 ||
-            parse_count(r + 1, n - (size_t)(r + 1 - s), &a) != 0 || a > t)
+            modelname_count(s, (size_t)(dash - s), "bmtk", &t) != 0 ||
+            modelname_count(r + 1, n - (size_t)(r + 1 - s), "bmtk", &a) != 0 ||
+            a > t)
             return -EINVAL;
         *total = t;
         *active = a;
         return 0;
     }
     if (x != NULL) {
-        if (parse_decimal(s, (size_t)(x - s), &k) != 0 || k < 1 ||
-            k != floor(k) || parse_count(x + 1, n - (size_t)(x + 1 - s), &t))
+        if (modelname_decimal(s, (size_t)(x - s), &k) != 0 || k < 1 ||
+            k != floor(k) ||
+            modelname_count(x + 1, n - (size_t)(x + 1 - s), "bmtk", &t))
             return -EINVAL;
         *total = k * t;
         *active = (k < 2 ? k : 2) * t;
         return 0;
     }
-    if (parse_count(s, n, &t) != 0)
+    if (modelname_count(s, n, "bmtk", &t) != 0)
         return -EINVAL;
     *total = *active = t;
     return 0;
-}
-
-/* Canonical spelling ("q4_k_m" -> "Q4_K_M", "fp16" -> "F16"); -EINVAL
- * for a type we have no size for. */
-static int
-catalog_quant_lookup(const char *s, size_t n, const char **canon, double *bits)
-{
-    char up[16];
-
-    if (n == 0 || n >= sizeof(up))
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++)
-        up[i] = (char)toupper((unsigned char)s[i]);
-    up[n] = '\0';
-    if (strcmp(up, "FP16") == 0)
-        memcpy(up, "F16", 4);
-    else if (strcmp(up, "FP32") == 0)
-        memcpy(up, "F32", 4);
-    for (size_t i = 0; i < sizeof(catalog_quants) / sizeof(catalog_quants[0]);
-         i++) {
-        if (strcmp(catalog_quants[i].name, up) == 0) {
-            if (canon)
-                *canon = catalog_quants[i].name;
-            if (bits)
-                *bits = catalog_quants[i].bits;
-            return 0;
-        }
-    }
-    return -EINVAL;
 }
 
 static double
@@ -462,7 +367,7 @@ quant_bits(const char *q)
 {
     double bits = 4.85;
 
-    (void)catalog_quant_lookup(q, strlen(q), NULL, &bits);
+    (void)modelname_quant(q, strlen(q), NULL, &bits);
     return bits;
 }
 
@@ -566,12 +471,13 @@ derive_from_name(const char *name, double *params, double *active,
                         const char *q2 = memchr(r, '-', (size_t)(end - r));
                         size_t l2 = q2 ? (size_t)(q2 - r) : (size_t)(end - r);
 
-                        if (parse_count(r + 1, l2 - 1, &a) == 0 && a <= t)
+                        if (modelname_count(r + 1, l2 - 1, "bmtk", &a) == 0 &&
+                            a <= t)
                             *active = a;
                     }
                     got = true;
                 }
-                (void)catalog_quant_lookup(seg, len, quant, NULL);
+                (void)modelname_quant(seg, len, quant, NULL);
             }
             p = q ? q + 1 : end;
         }
@@ -1150,7 +1056,7 @@ build_kv(struct build *b, const char *key, const char *val, const char **what)
     } else if (strcasecmp(key, "quant") == 0) {
         const char *canon;
 
-        if (catalog_quant_lookup(val, strlen(val), &canon, NULL) != 0)
+        if (modelname_quant(val, strlen(val), &canon, NULL) != 0)
             return -EINVAL;
         snprintf(b->quant, sizeof(b->quant), "%s", canon);
         b->has_quant = true;
