@@ -44,6 +44,10 @@ int log_open_jsonl(const char *path, int keep_days);
 void log_close(void);
 
 void log_msg(enum log_level lvl, const char *fmt, ...) HERD_PRINTF(2, 3);
+/* A request-scoped line: the JSONL object gets "request_id", the stderr
+ * line its first 8 characters in brackets. */
+void log_req(enum log_level lvl, const char *request_id, const char *fmt, ...)
+    HERD_PRINTF(3, 4);
 /* Like log_msg(LL_ERROR, ...) with ": <strerror(errno)>" appended. */
 void log_syserr(const char *fmt, ...) HERD_PRINTF(1, 2);
 _Noreturn void fatal(const char *fmt, ...) HERD_PRINTF(1, 2);

@@ -460,7 +460,7 @@ log_close(void)
 
 /* Formats and writes one line to stderr and the JSONL file. */
 static void
-log_emit(enum log_level lvl, const char *msg)
+log_emit(enum log_level lvl, const char *rid, const char *msg)
 {
     static char line[LOG_LINE_MAX]; /* guarded by log_mu */
     char ts[48];
@@ -473,8 +473,9 @@ log_emit(enum log_level lvl, const char *msg)
     pthread_mutex_lock(&log_mu);
     now = log_now_ns();
     log_fmt_ts(now, ts, sizeof(ts));
-    n = snprintf(line, sizeof(line), "%s %s[%ld] %s %s\n", ts, log_proc,
-                 (long)getpid(), log_level_names[lvl], msg);
+    n = snprintf(line, sizeof(line), "%s %s[%ld] %s %s%.8s%s%s\n", ts, log_proc,
+                 (long)getpid(), log_level_names[lvl], rid ? "[" : "",
+                 rid ? rid : "", rid ? "] " : "", msg);
     if (n > 0) {
         pos = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
         fwrite(line, 1, pos, stderr);
@@ -492,7 +493,12 @@ log_emit(enum log_level lvl, const char *msg)
         log_json_escape(log_proc, line, sizeof(line) - 16, &pos);
         memcpy(line + pos, "\",\"msg\":\"", 9);
         pos += 9;
-        log_json_escape(msg, line, sizeof(line) - 8, &pos);
+        log_json_escape(msg, line, sizeof(line) - 80, &pos);
+        if (rid != NULL) {
+            memcpy(line + pos, "\",\"request_id\":\"", 16);
+            pos += 16;
+            log_json_escape(rid, line, sizeof(line) - 8, &pos);
+        }
         memcpy(line + pos, "\"}\n", 3);
         pos += 3;
         fwrite(line, 1, pos, log_file);
@@ -501,11 +507,12 @@ log_emit(enum log_level lvl, const char *msg)
     pthread_mutex_unlock(&log_mu);
 }
 
-static void log_vmsg(enum log_level lvl, const char *suffix, const char *fmt,
-                     va_list ap) HERD_PRINTF(3, 0);
+static void log_vmsg(enum log_level lvl, const char *rid, const char *suffix,
+                     const char *fmt, va_list ap) HERD_PRINTF(4, 0);
 
 static void
-log_vmsg(enum log_level lvl, const char *suffix, const char *fmt, va_list ap)
+log_vmsg(enum log_level lvl, const char *rid, const char *suffix,
+         const char *fmt, va_list ap)
 {
     char msg[LOG_MSG_MAX];
     int n;
@@ -518,7 +525,7 @@ log_vmsg(enum log_level lvl, const char *suffix, const char *fmt, va_list ap)
 
         snprintf(msg + len, sizeof(msg) - len, ": %s", suffix);
     }
-    log_emit(lvl, msg);
+    log_emit(lvl, rid, msg);
 }
 
 void
@@ -532,7 +539,23 @@ log_msg(enum log_level lvl, const char *fmt, ...)
         return;
     }
     va_start(ap, fmt);
-    log_vmsg(lvl, NULL, fmt, ap);
+    log_vmsg(lvl, NULL, NULL, fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
+void
+log_req(enum log_level lvl, const char *request_id, const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+
+    if (lvl > log_get_level()) {
+        errno = saved;
+        return;
+    }
+    va_start(ap, fmt);
+    log_vmsg(lvl, request_id, NULL, fmt, ap);
     va_end(ap);
     errno = saved;
 }
@@ -546,7 +569,7 @@ log_syserr(const char *fmt, ...)
 
     snprintf(ebuf, sizeof(ebuf), "%s", strerror(saved));
     va_start(ap, fmt);
-    log_vmsg(LL_ERROR, ebuf, fmt, ap);
+    log_vmsg(LL_ERROR, NULL, ebuf, fmt, ap);
     va_end(ap);
     errno = saved;
 }
@@ -557,7 +580,7 @@ fatal(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    log_vmsg(LL_ERROR, NULL, fmt, ap);
+    log_vmsg(LL_ERROR, NULL, NULL, fmt, ap);
     va_end(ap);
     log_close();
     exit(1);

@@ -969,6 +969,7 @@ registry_parse_hb(struct registry_parse *p, const cJSON *root, size_t max_body,
     int64_t np_top = 0, np_ollama = 0;
     int rc;
 
+    hb->ollama_healthy = true;
     if ((rc = registry_parse_cpu(p, root, hb)) != 0 ||
         (rc = registry_parse_memory(p, root, hb)) != 0 ||
         (rc = registry_parse_disk(p, root, hb)) != 0 ||
@@ -982,6 +983,11 @@ registry_parse_hb(struct registry_parse *p, const cJSON *root, size_t max_body,
         return rc;
     /* 0 = not reported: Ollama's own default is 1. */
     hb->num_parallel = np_ollama > 0 ? np_ollama : np_top > 0 ? np_top : 1;
+    /* herd-node's extra: false while the node's Ollama does not answer.
+     * Absent (ollama-herd's agents) counts as healthy. */
+    if ((rc = registry_get_bool(p, root, "ollama_healthy", "ollama_healthy",
+                                &hb->ollama_healthy)) != 0)
+        return rc;
     if ((rc = registry_keep_raw(p, root, max_body, hb)) != 0)
         return rc;
     registry_model_index_build(hb);

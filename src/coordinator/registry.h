@@ -116,6 +116,7 @@ struct registry_hb {
     char lan_ip[64];
     char ollama_host[256];
     int64_t num_parallel; /* OLLAMA_NUM_PARALLEL; 1 when not reported */
+    bool ollama_healthy;  /* herd-node's "ollama_healthy"; true if absent */
     bool has_gpu;
     struct registry_gpu gpu;
     char *raw;   /* owned: the whole payload, compact JSON */

@@ -848,3 +848,139 @@ ndjson_finish(struct ndjson *nd,
     buf_reset(&nd->pending);
     return rc;
 }
+
+/* --- embeddings ------------------------------------------------------------
+ */
+
+int
+translate_embed_request(const cJSON *oai, cJSON **out, bool *base64, char *err,
+                        size_t errlen)
+{
+    const char *model = json_get_str(oai, "model");
+    const cJSON *input = json_get(oai, "input"), *v;
+    const char *enc = json_get_str(oai, "encoding_format");
+    const cJSON *dims = json_get(oai, "dimensions");
+    cJSON *native;
+
+    *out = NULL;
+    if (model == NULL || *model == '\0')
+        return fail(err, errlen, "model is required");
+    if (input == NULL || cJSON_IsNull(input) ||
+        (cJSON_IsArray(input) && cJSON_GetArraySize(input) == 0))
+        return fail(err, errlen, "invalid input");
+    if (cJSON_IsArray(input)) {
+        cJSON_ArrayForEach(v, input)
+        {
+            if (!cJSON_IsString(v))
+                return fail(err, errlen,
+                            "invalid input: token arrays are not supported; "
+                            "send strings");
+        }
+    } else if (!cJSON_IsString(input)) {
+        return fail(err, errlen, "invalid input");
+    }
+    if (enc != NULL && strcmp(enc, "float") != 0 &&
+        strcmp(enc, "base64") != 0) {
+        snprintf(err, errlen,
+                 "Invalid value for 'encoding_format' = %s. Supported "
+                 "values: ['float', 'base64'].",
+                 enc);
+        return -EINVAL;
+    }
+    *base64 = enc != NULL && strcmp(enc, "base64") == 0;
+    native = cJSON_CreateObject();
+    cJSON_AddStringToObject(native, "model", model);
+    cJSON_AddItemToObject(native, "input", cJSON_Duplicate(input, 1));
+    if (cJSON_IsNumber(dims) && dims->valuedouble >= 1)
+        cJSON_AddNumberToObject(native, "dimensions", dims->valuedouble);
+    *out = native;
+    return 0;
+}
+
+/* Little-endian float32 values, base64 encoded. */
+static int
+tr_b64_floats(struct buf *b, const cJSON *vec)
+{
+    static const char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = (size_t)cJSON_GetArraySize(vec), total = n * 4;
+    unsigned char *bytes = malloc(total ? total : 1);
+    const cJSON *v;
+    size_t k = 0;
+    int rc;
+
+    if (bytes == NULL)
+        return -ENOMEM;
+    cJSON_ArrayForEach(v, vec)
+    {
+        float f = (float)(cJSON_IsNumber(v) ? v->valuedouble : 0);
+        uint32_t u;
+
+        memcpy(&u, &f, 4);
+        for (int i = 0; i < 4; i++)
+            bytes[k++] = (unsigned char)(u >> (8 * i));
+    }
+    rc = buf_appends(b, "\"");
+    for (size_t i = 0; rc == 0 && i < total; i += 3) {
+        size_t m = total - i < 3 ? total - i : 3;
+        unsigned char in[3] = {bytes[i], m > 1 ? bytes[i + 1] : 0,
+                               m > 2 ? bytes[i + 2] : 0};
+        char o[4] = {tbl[in[0] >> 2], tbl[((in[0] & 3) << 4) | (in[1] >> 4)],
+                     m > 1 ? tbl[((in[1] & 15) << 2) | (in[2] >> 6)] : '=',
+                     m > 2 ? tbl[in[2] & 63] : '='};
+
+        rc = buf_append(b, o, 4);
+    }
+    free(bytes);
+    return rc == 0 ? buf_appends(b, "\"") : rc;
+}
+
+int
+translate_embed_response(const cJSON *native, const char *model, bool base64,
+                         struct buf *out)
+{
+    const cJSON *embs = json_get(native, "embeddings"), *vec;
+    double pt = json_get_num(native, "prompt_eval_count", 0);
+    int rc, i = 0;
+
+    if (!cJSON_IsArray(embs))
+        return -EPROTO;
+    rc = buf_appends(out, "{\"object\":\"list\",\"data\":[");
+    cJSON_ArrayForEach(vec, embs)
+    {
+        if (!cJSON_IsArray(vec))
+            return -EPROTO;
+        if (rc == 0)
+            rc = buf_appendf(out, "%s{\"object\":\"embedding\",\"embedding\":",
+                             i ? "," : "");
+        if (rc == 0 && base64) {
+            rc = tr_b64_floats(out, vec);
+        } else if (rc == 0) {
+            const cJSON *v;
+            int k = 0;
+
+            rc = buf_appends(out, "[");
+            cJSON_ArrayForEach(v, vec)
+            {
+                if (rc == 0)
+                    rc = buf_appendf(out, "%s%.9g", k++ ? "," : "",
+                                     cJSON_IsNumber(v) ? v->valuedouble : 0.0);
+            }
+            if (rc == 0)
+                rc = buf_appends(out, "]");
+        }
+        if (rc == 0)
+            rc = buf_appendf(out, ",\"index\":%d}", i);
+        i++;
+    }
+    if (rc == 0)
+        rc = buf_appends(out, "],\"model\":");
+    if (rc == 0)
+        rc = json_append_str(out, model, strlen(model));
+    if (rc == 0)
+        rc = buf_appendf(out,
+                         ",\"usage\":{\"prompt_tokens\":%.0f,"
+                         "\"total_tokens\":%.0f}}",
+                         pt, pt);
+    return rc;
+}

@@ -101,6 +101,20 @@ int translate_stream_finish(struct translate_stream *ts, struct buf *out);
 int translate_stream_abort(struct translate_stream *ts, const char *why,
                            struct buf *out);
 
+/*
+ * /v1/embeddings body -> /api/embed body (model, input strings,
+ * dimensions). *base64: encoding_format was "base64" (what the official
+ * client asks for by default). -EINVAL with the OpenAI message in err.
+ */
+int translate_embed_request(const cJSON *oai, cJSON **out, bool *base64,
+                            char *err, size_t errlen);
+
+/* /api/embed answer -> the /v1/embeddings answer (float arrays, or
+ * base64 of little-endian float32 values). -EPROTO when native has no
+ * embeddings array. */
+int translate_embed_response(const cJSON *native, const char *model,
+                             bool base64, struct buf *out) HERD_MUST_USE;
+
 /* --- NDJSON line splitter ------------------------------------------------ */
 
 struct ndjson {

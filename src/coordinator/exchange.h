@@ -1,0 +1,34 @@
+/*
+ * exchange.h - one inference request and its upstream attempts.
+ *
+ * A small state machine (architecture §4):
+ *   PARSED -> ROUTED -> CONNECTING -> STREAMING -> DONE
+ *   PARSED/ROUTED -> HELD -> ROUTED   (every eligible slot busy)
+ *   CONNECTING/first-byte failure -> ROUTED on another node (retry)
+ *   client gone -> CANCELLED (upstream aborted at once, slot freed)
+ * with one teardown (exchange.c: x_free) reached from the client's
+ * request ending, whatever happened before. Every outcome writes its
+ * trace rows; every slot taken is given back exactly once.
+ */
+#ifndef COORD_EXCHANGE_H
+#define COORD_EXCHANGE_H
+
+#include "herd.h"
+
+enum xkind {
+    X_OLLAMA_CHAT,       /* POST /api/chat */
+    X_OLLAMA_GENERATE,   /* POST /api/generate */
+    X_OLLAMA_EMBED,      /* POST /api/embed */
+    X_OLLAMA_EMBEDDINGS, /* POST /api/embeddings (legacy) */
+    X_OAI_CHAT,          /* POST /v1/chat/completions */
+    X_OAI_COMPLETION,    /* POST /v1/completions */
+    X_OAI_EMBED,         /* POST /v1/embeddings */
+};
+
+/* Takes over req: parses, routes and answers it. */
+void exchange_start(struct herd *h, struct http_req *req, enum xkind kind);
+
+/* Exchanges alive now (all states). */
+size_t exchange_live(void);
+
+#endif /* COORD_EXCHANGE_H */
