@@ -1142,6 +1142,8 @@ gen_start(struct sim *sim, struct http_req *req, struct gen_spec *spec)
     uv_timer_init(sim->loop, &g->timer);
     g->timer.data = g;
     sim->active_gens++;
+    if (sim->active_gens > sim->peak_gens)
+        sim->peak_gens = sim->active_gens;
     http_req_on_done(req, gen_on_done, g);
 
     if (g->spec.load_only && g->spec.has_keep_alive &&

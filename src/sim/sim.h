@@ -53,6 +53,7 @@ struct sim {
 
     uint64_t next_id;   /* for chatcmpl-N / cmpl-N (0..998 in Ollama) */
     size_t active_gens; /* inference requests in progress */
+    size_t peak_gens;   /* the most active_gens ever seen at once */
     bool draining;      /* SIGTERM received */
 };
 

@@ -119,12 +119,14 @@ simctl_state(struct sim *sim, struct http_req *req)
     }
     if (rc == 0)
         rc = buf_appendf(&b,
-                         "],\"pending\":%zu,\"active\":%zu,\"stats\":{"
+                         "],\"pending\":%zu,\"active\":%zu,\"peak_active\":%zu,"
+                         "\"stats\":{"
                          "\"loads\":%" PRIu64 ",\"unloads\":%" PRIu64
                          ",\"evictions\":%" PRIu64 ",\"reloads\":%" PRIu64
                          ",\"rejected\":%" PRIu64 "},\"faults\":",
-                         sched_pending(sim->sched), sim->active_gens, st.loads,
-                         st.unloads, st.evictions, st.reloads, st.rejected);
+                         sched_pending(sim->sched), sim->active_gens,
+                         sim->peak_gens, st.loads, st.unloads, st.evictions,
+                         st.reloads, st.rejected);
     if (rc == 0)
         rc = fault_dump_json(&sim->faults, &b);
     if (rc == 0)

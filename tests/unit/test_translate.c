@@ -556,6 +556,83 @@ test_ndjson(void **state)
     ndjson_cleanup(&nd);
 }
 
+/* /v1/embeddings: request checks, float and base64 answers. */
+static void
+test_embeddings(void **state)
+{
+    cJSON *oai, *native = NULL, *ans;
+    struct buf b;
+    bool b64 = false;
+    char err[256];
+
+    (void)state;
+
+    oai = parse("{\"model\":\"nomic\",\"input\":[\"a\",\"b\"],"
+                "\"encoding_format\":\"base64\",\"dimensions\":2}");
+    assert_int_equal(
+        translate_embed_request(oai, &native, &b64, err, sizeof(err)), 0);
+    assert_true(b64);
+    assert_string_equal(json_get_str(native, "model"), "nomic");
+    assert_int_equal(cJSON_GetArraySize(json_get(native, "input")), 2);
+    assert_int_equal((int)json_get_num(native, "dimensions", 0), 2);
+    cJSON_Delete(native);
+    cJSON_Delete(oai);
+
+    static const char *const bad[][2] = {
+        {"{\"input\":\"a\"}", "model is required"},
+        {"{\"model\":\"m\",\"input\":[]}", "invalid input"},
+        {"{\"model\":\"m\"}", "invalid input"},
+        {"{\"model\":\"m\",\"input\":[[1,2]]}",
+         "invalid input: token arrays are not supported; send strings"},
+        {"{\"model\":\"m\",\"input\":\"a\",\"encoding_format\":\"hex\"}",
+         "Invalid value for 'encoding_format' = hex. Supported values: "
+         "['float', 'base64']."},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        oai = parse(bad[i][0]);
+        assert_int_equal(
+            translate_embed_request(oai, &native, &b64, err, sizeof(err)),
+            -EINVAL);
+        assert_null(native);
+        assert_string_equal(err, bad[i][1]);
+        cJSON_Delete(oai);
+    }
+
+    /* 1.0f = 00 00 80 3f, -2.0f = 00 00 00 c0 -> "AACAPwAAAMA=" */
+    native = parse("{\"model\":\"nomic:latest\",\"embeddings\":[[1,-2]],"
+                   "\"prompt_eval_count\":3}");
+    buf_init(&b, 1 << 20);
+    assert_int_equal(translate_embed_response(native, "nomic", true, &b), 0);
+    ans = parse(b.data);
+    assert_string_equal(json_get_str(ans, "object"), "list");
+    assert_string_equal(json_get_str(ans, "model"), "nomic");
+    assert_string_equal(
+        json_get_str(cJSON_GetArrayItem(json_get(ans, "data"), 0), "embedding"),
+        "AACAPwAAAMA=");
+    assert_int_equal(
+        (int)json_get_num(json_get(ans, "usage"), "prompt_tokens", 0), 3);
+    cJSON_Delete(ans);
+    buf_reset(&b);
+    assert_int_equal(translate_embed_response(native, "nomic", false, &b), 0);
+    ans = parse(b.data);
+    {
+        const cJSON *d = cJSON_GetArrayItem(json_get(ans, "data"), 0);
+        const cJSON *v = json_get(d, "embedding");
+
+        assert_int_equal(cJSON_GetArraySize(v), 2);
+        assert_true(cJSON_GetArrayItem(v, 1)->valuedouble == -2.0);
+        assert_int_equal((int)json_get_num(d, "index", -1), 0);
+        assert_string_equal(json_get_str(d, "object"), "embedding");
+    }
+    cJSON_Delete(ans);
+    cJSON_Delete(native);
+    native = parse("{\"error\":\"x\"}");
+    buf_reset(&b);
+    assert_int_equal(translate_embed_response(native, "m", false, &b), -EPROTO);
+    cJSON_Delete(native);
+    buf_cleanup(&b);
+}
+
 int
 main(void)
 {
@@ -570,6 +647,7 @@ main(void)
         cmocka_unit_test(test_stream_error_is_not_done),
         cmocka_unit_test(test_collect),
         cmocka_unit_test(test_ndjson),
+        cmocka_unit_test(test_embeddings),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
