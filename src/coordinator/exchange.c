@@ -1160,9 +1160,8 @@ x_prepare(struct exchange *x, cJSON *client, char *err, size_t errlen)
                                      errlen);
         break;
     default:
-        x->body = cJSON_Duplicate(client, true);
-        if (x->body == NULL)
-            return -ENOMEM;
+        /* the client's tree becomes the upstream body: no copy */
+        x->body = client;
         info.stream = json_get_bool(client, "stream", true);
         break;
     }
@@ -1261,7 +1260,8 @@ exchange_start(struct herd *h, struct http_req *req, enum xkind kind)
     if (json_parse(body, len, X_MAX_JSON_DEPTH, &client, err, sizeof(err)) !=
             0 ||
         x_prepare(x, client, err, sizeof(err)) != 0) {
-        cJSON_Delete(client);
+        if (client != x->body)
+            cJSON_Delete(client);
         x->state = XS_DONE;
         x->trace_written = true;
         api_error(req, openai, 400, NULL, "%s", err);
@@ -1280,7 +1280,8 @@ exchange_start(struct herd *h, struct http_req *req, enum xkind kind)
     } else {
         collect_init(&x->col, kind == X_OLLAMA_CHAT);
     }
-    cJSON_Delete(client);
+    if (client != x->body)
+        cJSON_Delete(client);
     log_req(LL_DEBUG, x->id, "%s %s from %s (stream %s, ~%lld tokens)",
             x->endpoint, x->models[0], x->client_ip,
             x->client_stream ? "yes" : "no", (long long)x->rr.estimated_tokens);

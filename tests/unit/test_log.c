@@ -213,6 +213,27 @@ test_jsonl_content(void **state)
     free(got);
 }
 
+/* A request-scoped line carries the request id in both sinks. */
+static void
+test_jsonl_request_id(void **state)
+{
+    char path[512], *got;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/herd.jsonl", tmpdir);
+    assert_int_equal(log_open_jsonl(path, 30), 0);
+    log_req(LL_INFO, "7b291a70-3837-436a-b11f-df29e31ef787", "routed to %s",
+            "n1");
+    log_req(LL_DEBUG, "ffffffff-0000-4000-8000-000000000000", "filtered");
+    got = slurp(path);
+    assert_non_null(got);
+    assert_string_equal(
+        got, "{\"ts\":\"2026-03-08T01:24:28.685123+00:00\",\"level\":\"INFO\","
+             "\"logger\":\"herd-test\",\"msg\":\"routed to n1\","
+             "\"request_id\":\"7b291a70-3837-436a-b11f-df29e31ef787\"}\n");
+    free(got);
+}
+
 static void
 test_jsonl_appends(void **state)
 {
@@ -369,6 +390,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_errno_preserved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jsonl_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jsonl_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jsonl_request_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jsonl_open_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_at_utc_midnight, setup,
                                         teardown),
