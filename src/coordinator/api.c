@@ -19,12 +19,12 @@
 #include "herd/clock.h"
 #include "herd/json.h"
 #include "herd/log.h"
+#include "metrics.h"
 #include "router.h"
 
 #define API_JSON "application/json; charset=utf-8"
 
-/* --- errors ------------------------------------------------------------------
- */
+/* --- errors --------------------------------------------------------------- */
 
 static const char *
 api_oai_type(int status)
@@ -88,8 +88,7 @@ api_json(struct http_req *req, int status, struct buf *b, int rc)
     http_respond(req, status, API_JSON, b->data, b->len);
 }
 
-/* --- heartbeat
- * ------------------------------------------------------------------ */
+/* --- heartbeat ------------------------------------------------------------ */
 
 /* Constant-time comparison (the token must not leak through timing). */
 static bool
@@ -158,8 +157,7 @@ api_heartbeat(struct herd *h, struct http_req *req)
     buf_cleanup(&b);
 }
 
-/* --- fleet
- * ------------------------------------------------------------------------ */
+/* --- fleet ---------------------------------------------------------------- */
 
 static int
 api_fleet_summary(struct herd *h, struct buf *b)
@@ -245,8 +243,7 @@ api_fleet_queue(struct herd *h, struct http_req *req)
     buf_cleanup(&b);
 }
 
-/* --- listings
- * ------------------------------------------------------------------------ */
+/* --- listings ------------------------------------------------------------- */
 
 static void
 api_tags(struct herd *h, struct http_req *req)
@@ -300,8 +297,7 @@ api_model(struct herd *h, struct http_req *req, const char *id)
     buf_cleanup(&b);
 }
 
-/* --- relayed to one node: /api/show, /api/version
- * ------------------------------------ */
+/* --- relayed to one node: /api/show, /api/version ------------------------- */
 
 struct relay {
     struct herd *h;
@@ -469,8 +465,23 @@ api_show(struct herd *h, struct http_req *req)
     api_relay(h, req, best, "POST", "/api/show", false);
 }
 
-/* --- dispatch
- * ------------------------------------------------------------------------ */
+static void
+api_metrics(struct herd *h, struct http_req *req)
+{
+    struct buf b;
+    int rc;
+
+    buf_init(&b, 64u << 20);
+    rc = metrics_render(h->metrics, h, &b);
+    if (rc != 0)
+        api_error(req, false, 500, NULL, "could not render the metrics");
+    else
+        http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8",
+                     b.data, b.len);
+    buf_cleanup(&b);
+}
+
+/* --- dispatch ------------------------------------------------------------- */
 
 enum api_route {
     R_ROOT,
@@ -489,6 +500,7 @@ enum api_route {
     R_V1_COMPLETIONS,
     R_V1_EMBEDDINGS,
     R_V1_MODELS,
+    R_METRICS,
 };
 
 static const struct {
@@ -512,6 +524,7 @@ static const struct {
     {"/v1/completions", "POST", R_V1_COMPLETIONS},
     {"/v1/embeddings", "POST", R_V1_EMBEDDINGS},
     {"/v1/models", "GET", R_V1_MODELS},
+    {"/metrics", "GET", R_METRICS},
 };
 
 static void
@@ -568,6 +581,9 @@ api_route(struct herd *h, struct http_req *req, enum api_route r)
         return;
     case R_V1_MODELS:
         api_models(h, req);
+        return;
+    case R_METRICS:
+        api_metrics(h, req);
         return;
     }
 }

@@ -31,6 +31,7 @@
 #include "herd/clock.h"
 #include "herd/json.h"
 #include "herd/log.h"
+#include "metrics.h"
 #include "router.h"
 #include "translate.h"
 
@@ -109,8 +110,7 @@ exchange_live(void)
 static void x_route(struct exchange *x);
 static void x_dispatch(struct exchange *x);
 
-/* --- small helpers ----------------------------------------------------------
- */
+/* --- small helpers -------------------------------------------------------- */
 
 static const char *
 x_kind_path(enum xkind k)
@@ -175,8 +175,7 @@ x_ms(int64_t from, int64_t to)
     return from > 0 && to >= from ? (double)(to - from) / 1e6 : 0;
 }
 
-/* --- traces ------------------------------------------------------------------
- */
+/* --- traces --------------------------------------------------------------- */
 
 static int
 x_excluded_json(const struct exchange *x, struct buf *b)
@@ -222,8 +221,16 @@ x_trace(struct exchange *x, const char *status, const char *err)
     bool routed = x->routed_once;
     bool completed = strcmp(status, "completed") == 0;
 
-    if (strcmp(status, "retried") != 0)
+    if (strcmp(status, "retried") != 0) {
         x->trace_written = true;
+        metrics_request(x->h->metrics, routed ? x->d.model : x->models[0],
+                        routed ? x->d.node_id : "", status,
+                        x->t_attempt > 0 ? x_ms(x->t_attempt, now) / 1e3 : 0,
+                        x->t_first > 0 ? x_ms(x->t_attempt, x->t_first) / 1e3
+                                       : 0);
+        if (completed && routed && x->d.model_index > 0)
+            metrics_fallback(x->h->metrics);
+    }
     if (t == NULL)
         return;
     buf_init(&excl, 1u << 20);
@@ -266,8 +273,7 @@ x_trace(struct exchange *x, const char *status, const char *err)
     buf_cleanup(&att);
 }
 
-/* --- the client side
- * ------------------------------------------------------------ */
+/* --- the client side ------------------------------------------------------ */
 
 static void
 x_fleet_headers(struct exchange *x)
@@ -404,8 +410,7 @@ x_write(struct exchange *x, const char *p, size_t n)
     return 0;
 }
 
-/* --- answering
- * ------------------------------------------------------------------- */
+/* --- answering ------------------------------------------------------------ */
 
 static void
 x_complete(struct exchange *x)
@@ -453,8 +458,7 @@ x_complete(struct exchange *x)
                  x->out.len);
 }
 
-/* --- upstream lines
- * ------------------------------------------------------------ */
+/* --- upstream lines ------------------------------------------------------- */
 
 static int x_line(const char *line, size_t len, void *ud);
 
@@ -575,8 +579,7 @@ x_line(const char *line, size_t len, void *ud)
     return x_line_collect(x, line, len);
 }
 
-/* --- upstream call
- * ----------------------------------------------------------------- */
+/* --- upstream call -------------------------------------------------------- */
 
 static void
 x_on_response(struct http_call *call, int status, void *ud)
@@ -731,6 +734,7 @@ x_retry(struct exchange *x, const char *reason, int status, bool node_fault,
     }
     x->retries++;
     x->h->stats.retried++;
+    metrics_retry(x->h->metrics);
     x_trace(x, "retried", msg);
     x_reset_attempt(x);
     x_route(x);
@@ -832,8 +836,7 @@ x_dispatch(struct exchange *x)
         x_retry(x, "io_error", 0, true, 502, err);
 }
 
-/* --- routing
- * ------------------------------------------------------------------------ */
+/* --- routing -------------------------------------------------------------- */
 
 static void
 x_not_found(struct exchange *x)
@@ -953,8 +956,7 @@ x_route(struct exchange *x)
     }
 }
 
-/* --- the client's request
- * ----------------------------------------------------------- */
+/* --- the client's request ------------------------------------------------- */
 
 static void
 x_free(struct exchange *x)

@@ -19,6 +19,7 @@
 #include "traces.h"
 
 struct exchange;
+struct metrics;
 struct router;
 
 /* Settings, filled by main.c from flags, FLEET_* variables and defaults. */
@@ -62,6 +63,7 @@ struct herd {
     struct http_server *srv;
     struct http_client *cli;
     struct router *router;
+    struct metrics *metrics;
     struct herd_stats stats;
     uint64_t rng; /* xorshift state: request ids, tie-break seeds */
     int64_t started_wall_ns;

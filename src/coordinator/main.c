@@ -21,6 +21,7 @@
 #include "herd/config.h"
 #include "herd/fsutil.h"
 #include "herd/log.h"
+#include "metrics.h"
 #include "router.h"
 
 #ifdef HERD_WITH_AVAHI
@@ -164,8 +165,7 @@ static const char epilog[] =
     "/api/show /api/tags /api/ps /api/version /fleet/status /fleet/queue\n"
     "POST /heartbeat. See docs/herd.md.\n";
 
-/* --- process helpers ---------------------------------------------------------
- */
+/* --- process helpers ------------------------------------------------------ */
 
 int64_t
 herd_now_ns(void)
@@ -203,8 +203,7 @@ herd_uuid(struct herd *h, char out[37])
              v[11], v[12], v[13], v[14], v[15]);
 }
 
-/* --- registry events and ticks
- * --------------------------------------------------- */
+/* --- registry events and ticks -------------------------------------------- */
 
 static uv_timer_t tick_timer, drain_timer;
 static uv_signal_t sig_term, sig_int;
@@ -245,8 +244,7 @@ on_tick(uv_timer_t *t)
     registry_tick(h->reg, herd_now_ns());
 }
 
-/* --- shutdown
- * ---------------------------------------------------------------------- */
+/* --- shutdown ------------------------------------------------------------- */
 
 static void
 on_handle_closed(uv_handle_t *hd)
@@ -334,8 +332,7 @@ on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&drain_timer, on_drain_check, 0, 50);
 }
 
-/* --- start-up
- * ---------------------------------------------------------------------- */
+/* --- start-up ------------------------------------------------------------- */
 
 static int
 open_logs_and_traces(struct herd *h)
@@ -477,7 +474,8 @@ setup(struct herd *h)
         return 1;
     h->cli = http_client_new(h->loop);
     h->router = router_new(h);
-    if (h->cli == NULL || h->router == NULL) {
+    h->metrics = metrics_new();
+    if (h->cli == NULL || h->router == NULL || h->metrics == NULL) {
         log_error("out of memory");
         return 1;
     }
@@ -550,6 +548,7 @@ main(int argc, char **argv)
         traces_close(H.traces);
     }
     registry_free(H.reg);
+    metrics_free(H.metrics);
     log_info("bye");
     log_close();
     cfg_free(opts, N_OPTS);

@@ -20,6 +20,7 @@
 
 #include "herd/json.h"
 #include "herd/log.h"
+#include "metrics.h"
 
 #define RATE_BUCKETS 10 /* seconds of slot releases remembered */
 
@@ -120,8 +121,7 @@ router_free(struct router *r, void (*closed)(void *), void *ud)
     uv_close((uv_handle_t *)&r->wake_timer, router_on_closed);
 }
 
-/* --- the snapshot ----------------------------------------------------------
- */
+/* --- the snapshot --------------------------------------------------------- */
 
 static enum scorer_cap_mode
 router_cap_mode(const char *m)
@@ -253,8 +253,7 @@ router_fleet_changed(struct router *r)
     }
 }
 
-/* --- deciding --------------------------------------------------------------
- */
+/* --- deciding ------------------------------------------------------------- */
 
 void
 route_decision_init(struct route_decision *d)
@@ -416,6 +415,17 @@ router_fill(struct router *r, const struct scorer_result *out, int eligible,
     return rc < 0 ? (int)rc : 0;
 }
 
+static void
+router_count_decision(struct router *r, uint64_t t0)
+{
+    uint64_t ns = (uint64_t)herd_now_ns() - t0;
+
+    r->h->stats.decisions++;
+    r->h->stats.decision_ns_total += ns;
+    if (r->h->metrics != NULL)
+        metrics_scoring(r->h->metrics, (double)ns / 1e9);
+}
+
 enum route_result
 router_route(struct router *r, struct route_req *rr, struct route_decision *d)
 {
@@ -441,8 +451,7 @@ router_route(struct router *r, struct route_req *rr, struct route_decision *d)
             continue;
         }
         if (router_is_hot(r, &r->results[pick], rr->models[m])) {
-            r->h->stats.decisions++;
-            r->h->stats.decision_ns_total += (uint64_t)herd_now_ns() - t0;
+            router_count_decision(r, t0);
             if (router_fill(r, r->results, eligible, pick, m, rr->models[m],
                             d) != 0)
                 return ROUTE_NO_NODE;
@@ -456,8 +465,7 @@ router_route(struct router *r, struct route_req *rr, struct route_decision *d)
         }
     }
     (void)last_scored;
-    r->h->stats.decisions++;
-    r->h->stats.decision_ns_total += (uint64_t)herd_now_ns() - t0;
+    router_count_decision(r, t0);
     if (cold_model >= 0) {
         if (router_fill(r, r->results2, cold_eligible, cold_pick,
                         (size_t)cold_model, rr->models[cold_model], d) != 0)
@@ -474,8 +482,7 @@ router_route(struct router *r, struct route_req *rr, struct route_decision *d)
     return res;
 }
 
-/* --- the holding queue -----------------------------------------------------
- */
+/* --- the holding queue ---------------------------------------------------- */
 
 static void
 router_unlink(struct router *r, struct route_req *rr)
@@ -604,8 +611,7 @@ router_on_wake_timer(uv_timer_t *t)
         router_arm_hold_timer(r);
 }
 
-/* --- slots -----------------------------------------------------------------
- */
+/* --- slots ---------------------------------------------------------------- */
 
 static struct qstat *
 router_qstat(struct router *r, const char *node_id, const char *model)

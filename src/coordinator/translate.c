@@ -27,7 +27,7 @@ fail(char *err, size_t errlen, const char *msg)
     return -EINVAL;
 }
 
-/* --- requests ------------------------------------------------------------ */
+/* --- requests ------------------------------------------------------------- */
 
 /* "data:image/png;base64,AAAA" -> "AAAA"; NULL when not a data URI we
  * accept (Ollama's /v1 takes only base64 data URIs). */
@@ -386,7 +386,7 @@ translate_completion_request(const cJSON *oai, cJSON **out,
     return 0;
 }
 
-/* --- answers ------------------------------------------------------------- */
+/* --- answers -------------------------------------------------------------- */
 
 void
 translate_stream_init(struct translate_stream *ts, enum translate_kind kind,
@@ -849,8 +849,7 @@ ndjson_finish(struct ndjson *nd,
     return rc;
 }
 
-/* --- embeddings ------------------------------------------------------------
- */
+/* --- embeddings ----------------------------------------------------------- */
 
 int
 translate_embed_request(const cJSON *oai, cJSON **out, bool *base64, char *err,
