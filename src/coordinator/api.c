@@ -204,6 +204,10 @@ api_fleet_status(struct herd *h, struct http_req *req)
     if (rc == 0)
         rc = router_queues_json(h->router, &b);
     if (rc == 0)
+        rc = buf_appends(&b, ",\"node_health\":");
+    if (rc == 0)
+        rc = router_health_json(h->router, &b);
+    if (rc == 0)
         rc = buf_appendf(&b, ",\"timestamp\":%.6f}",
                          (double)clock_wall_ns() / 1e9);
     api_json(req, 200, &b, rc);
@@ -627,7 +631,7 @@ api_on_request(struct http_req *req, void *ud)
     }
     if (strncmp(path, "/api/", 5) == 0) {
         api_error(req, false, 404, NULL,
-                  "%s %s is not served by herd (yet): see docs/api.md", method,
+                  "%s %s is not served by herd (yet): see docs/herd.md", method,
                   path);
         return;
     }

@@ -93,18 +93,52 @@ struct exchange {
     int retries;
     int64_t t_start, t_held, t_attempt, t_first, t_end;
     int64_t queue_wait_ns;
-    char *tags_json; /* JSON list or NULL */
+    char *tags_json;   /* JSON list or NULL */
+    struct buf events; /* JSON array body: what happened, with times */
+    int64_t t_last;    /* the node's last byte */
+    struct exchange *live_prev, *live_next;
     char error[512];
     int fail_status; /* for a failure answered as a whole response */
     bool trace_written;
 };
 
 static size_t x_live;
+static struct exchange *x_head; /* every live exchange, for the reaper */
 
 size_t
 exchange_live(void)
 {
     return x_live;
+}
+
+/* Appends {"ms":<since start>,"event":name[,"node"][,"detail"]}. */
+static void
+x_event(struct exchange *x, const char *name, const char *node,
+        const char *detail)
+{
+    struct buf *b = &x->events;
+    size_t mark = b->len;
+    int rc =
+        buf_appendf(b, "%s{\"ms\":%.3f,\"event\":\"%s\"", b->len ? "," : "",
+                    (double)(herd_now_ns() - x->t_start) / 1e6, name);
+
+    if (rc == 0 && node != NULL && *node) {
+        rc = buf_appends(b, ",\"node\":");
+        if (rc == 0)
+            rc = json_append_str(b, node, strlen(node));
+    }
+    if (rc == 0 && detail != NULL && *detail) {
+        rc = buf_appends(b, ",\"detail\":");
+        if (rc == 0)
+            rc = json_append_str(b, detail, strlen(detail));
+    }
+    if (rc == 0)
+        rc = buf_appends(b, "}");
+    if (rc != 0) {
+        b->len = mark; /* over the cap: the event is left out */
+        if (b->data)
+            b->data[mark] = '\0';
+    }
 }
 
 static void x_route(struct exchange *x);
@@ -217,6 +251,7 @@ x_trace(struct exchange *x, const char *status, const char *err)
     struct traces *t = x->h->traces;
     struct buf excl, att;
     struct trace_record rec;
+    char *ev = NULL;
     int64_t now = herd_now_ns();
     bool routed = x->routed_once;
     bool completed = strcmp(status, "completed") == 0;
@@ -262,6 +297,12 @@ x_trace(struct exchange *x, const char *status, const char *err)
     rec.error_message = err != NULL && *err ? err : NULL;
     rec.tags = x->tags_json;
     rec.attempts = att.data;
+    if (x->events.len > 0) {
+        ev = malloc(x->events.len + 3);
+        if (ev != NULL)
+            snprintf(ev, x->events.len + 3, "[%s]", x->events.data);
+    }
+    rec.events = ev;
     rec.queue_wait_ms = (double)x->queue_wait_ns / 1e6;
     rec.endpoint = x->endpoint;
     rec.scored_candidates = routed ? x->d.candidates.data : NULL;
@@ -271,6 +312,7 @@ x_trace(struct exchange *x, const char *status, const char *err)
         log_req(LL_DEBUG, x->id, "trace queue full: row dropped");
     buf_cleanup(&excl);
     buf_cleanup(&att);
+    free(ev);
 }
 
 /* --- the client side ------------------------------------------------------ */
@@ -421,6 +463,7 @@ x_complete(struct exchange *x)
     x->state = XS_DONE;
     x->t_end = herd_now_ns();
     x_release(x, true);
+    router_node_ok(x->h->router, x->d.node_id);
     x->h->stats.completed++;
     x_trace(x, "completed", NULL);
     log_req(LL_DEBUG, x->id, "%s %s on %s: completed in %.1f ms", x->endpoint,
@@ -597,6 +640,7 @@ x_on_data(struct http_call *call, const char *p, size_t n, void *ud)
     int rc;
 
     (void)call;
+    x->t_last = herd_now_ns();
     if (x->up_status != 200 || x_is_embed(x)) {
         size_t cap = x->up_status != 200 ? X_MAX_ERRBODY : X_MAX_EMBED;
 
@@ -721,6 +765,9 @@ x_retry(struct exchange *x, const char *reason, int status, bool node_fault,
 {
     x_note_attempt(x, reason, status);
     x_release(x, !node_fault);
+    x_event(x, node_fault ? "node_fault" : "node_busy", x->d.node_id, msg);
+    if (node_fault)
+        router_node_fault(x->h->router, x->d.node_id);
     snprintf(x->error, sizeof(x->error), "%s", msg);
     if (x->rr.n_excluded < ROUTER_MAX_EXCLUDED)
         memcpy(x->rr.excluded[x->rr.n_excluded++], x->d.node_id,
@@ -757,9 +804,11 @@ x_on_call_done(struct http_call *call, int err, const char *errmsg, void *ud)
     if (err != 0) {
         snprintf(msg, sizeof(msg), "node %s: %s", x->d.node_id,
                  errmsg && *errmsg ? errmsg : x_err_reason(err));
-        if (x->head_sent)
+        if (x->head_sent) {
+            x_event(x, "node_fault", x->d.node_id, msg);
+            router_node_fault(x->h->router, x->d.node_id);
             x_fail_inband(x, "failed", msg);
-        else
+        } else
             x_retry(x, x_err_reason(err), x->up_status, true, 502, msg);
         return;
     }
@@ -812,7 +861,8 @@ x_dispatch(struct exchange *x)
     payload = cJSON_PrintUnformatted(x->body);
     snprintf(url, sizeof(url), "%s%s", x->d.base_url, x_kind_path(x->kind));
     x->state = XS_CONNECTING;
-    x->t_attempt = herd_now_ns();
+    x->t_attempt = x->t_last = herd_now_ns();
+    x_event(x, "dispatch", x->d.node_id, x->d.model);
     o.method = "POST";
     o.url = url;
     o.headers = headers;
@@ -902,6 +952,7 @@ x_on_wake(struct route_req *rr, const struct route_decision *d)
         (struct exchange *)((char *)rr - offsetof(struct exchange, rr));
 
     x->queue_wait_ns += herd_now_ns() - x->t_held;
+    x_event(x, d ? "slot" : "hold_timeout", d ? d->node_id : NULL, NULL);
     if (d == NULL) {
         x_unavailable(x, "every slot stayed busy for the hold timeout");
         return;
@@ -939,13 +990,16 @@ x_route(struct exchange *x)
     case ROUTE_NO_NODE:
         if (res == ROUTE_NO_NODE && x->n_attempts > 0) {
             /* every node that has it was tried */
-            x_fail_whole(
-                x, x->attempts[x->n_attempts - 1].status == 503 ? 503 : 502,
-                NULL, "failed", x->error);
+            int last = x->attempts[x->n_attempts - 1].status;
+
+            x_fail_whole(x, last >= 500 ? last : 502, NULL, "failed", x->error);
             return;
         }
         x->state = XS_HELD;
         x->t_held = herd_now_ns();
+        x_event(x, "held", NULL,
+                res == ROUTE_FULL ? "every eligible slot is busy"
+                                  : "no node can take it now");
         x->rr.on_wake = x_on_wake;
         if (router_hold(x->h->router, &x->rr) != 0)
             x_unavailable(x, "the holding queue is full");
@@ -975,7 +1029,14 @@ x_free(struct exchange *x)
         collect_cleanup(&x->col);
     buf_cleanup(&x->out);
     buf_cleanup(&x->body_in);
+    buf_cleanup(&x->events);
     free(x->tags_json);
+    if (x->live_prev)
+        x->live_prev->live_next = x->live_next;
+    else
+        x_head = x->live_next;
+    if (x->live_next)
+        x->live_next->live_prev = x->live_prev;
     free(x);
     x_live--;
 }
@@ -1235,6 +1296,11 @@ exchange_start(struct herd *h, struct http_req *req, enum xkind kind)
         return;
     }
     x_live++;
+    x->live_next = x_head;
+    if (x_head)
+        x_head->live_prev = x;
+    x_head = x;
+    buf_init(&x->events, 64 * 1024);
     h->stats.requests++;
     x->h = h;
     x->req = req;
@@ -1288,4 +1354,52 @@ exchange_start(struct herd *h, struct http_req *req, enum xkind kind)
             x->endpoint, x->models[0], x->client_ip,
             x->client_stream ? "yes" : "no", (long long)x->rr.estimated_tokens);
     x_route(x);
+}
+
+/* --- deadlines ----------------------------------------------------------- */
+
+void
+exchange_reap(struct herd *h)
+{
+    const struct herd_cfg *c = h->cfg;
+    int64_t now = herd_now_ns();
+    char msg[256];
+
+    for (struct exchange *x = x_head; x != NULL; x = x->live_next) {
+        if (x->state != XS_CONNECTING && x->state != XS_STREAMING)
+            continue;
+        if (c->request_timeout_ns > 0 &&
+            now - x->t_start > c->request_timeout_ns) {
+            snprintf(msg, sizeof(msg),
+                     "deadline exceeded: no complete answer within %.0f s",
+                     (double)c->request_timeout_ns / 1e9);
+            x_event(x, "reaped", x->d.node_id, msg);
+            if (x->head_sent)
+                x_fail_inband(x, "failed", msg);
+            else
+                x_fail_whole(x, 504, NULL, "failed", msg);
+            continue;
+        }
+        if (x->t_first == 0 && c->first_byte_timeout_ns > 0 &&
+            now - x->t_attempt > c->first_byte_timeout_ns) {
+            snprintf(msg, sizeof(msg), "node %s: no first byte within %.1f s",
+                     x->d.node_id, (double)c->first_byte_timeout_ns / 1e9);
+            x_cancel_call(x);
+            x_retry(x, "first_byte_timeout", 0, true, 504, msg);
+            continue;
+        }
+        if (x->t_first != 0 && c->idle_timeout_ns > 0 &&
+            now - x->t_last > c->idle_timeout_ns) {
+            snprintf(msg, sizeof(msg), "node %s: the stream stalled for %.1f s",
+                     x->d.node_id, (double)c->idle_timeout_ns / 1e9);
+            x_event(x, "reaped", x->d.node_id, msg);
+            router_node_fault(h->router, x->d.node_id);
+            if (x->head_sent) {
+                x_fail_inband(x, "failed", msg);
+            } else {
+                x_cancel_call(x);
+                x_retry(x, "stream_idle_timeout", 200, true, 504, msg);
+            }
+        }
+    }
 }

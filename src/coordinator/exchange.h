@@ -28,6 +28,13 @@ enum xkind {
 /* Takes over req: parses, routes and answers it. */
 void exchange_start(struct herd *h, struct http_req *req, enum xkind kind);
 
+/*
+ * The reaper, called about once a second: ends exchanges past the whole
+ * request deadline, retries those whose node sent no first byte in time,
+ * and fails streams that stalled. Each event is in the trace.
+ */
+void exchange_reap(struct herd *h);
+
 /* Exchanges alive now (all states). */
 size_t exchange_live(void);
 

@@ -38,7 +38,9 @@ struct herd_cfg {
     int64_t hold_timeout_ns;
     int64_t max_held; /* requests waiting for a slot, in all */
     int64_t connect_timeout_ns;
-    int64_t request_timeout_ns; /* whole exchange; 0 = none */
+    int64_t request_timeout_ns;    /* whole exchange; 0 = none */
+    int64_t first_byte_timeout_ns; /* attempt start to first line */
+    int64_t idle_timeout_ns;       /* between the node's bytes */
     uint64_t max_body, max_header, max_upstream_line;
     int64_t max_conns;
     bool traces;

@@ -77,6 +77,16 @@ static struct cfg_opt opts[] = {
     {"connect-timeout", 0, "FLEET_CONNECT_TIMEOUT", NULL, CFG_DURATION,
      &cfg.connect_timeout_ns, "10", 0, 0, "DUR",
      "Connecting to a node's Ollama, at most."},
+    {"request-timeout", 0, "FLEET_REQUEST_TIMEOUT", NULL, CFG_DURATION,
+     &cfg.request_timeout_ns, "600", 0, 0, "DUR",
+     "Whole-request deadline, holding included (0 = none)."},
+    {"first-byte-timeout", 0, "FLEET_FIRST_BYTE_TIMEOUT", NULL, CFG_DURATION,
+     &cfg.first_byte_timeout_ns, "300", 0, 0, "DUR",
+     "A node silent this long after a request (a cold load counts) is "
+     "given up and another tried."},
+    {"stream-idle-timeout", 0, "FLEET_STREAM_IDLE_TIMEOUT", NULL,
+     CFG_DURATION, &cfg.idle_timeout_ns, "120", 0, 0, "DUR",
+     "A stream with no byte for this long is ended (in-band error)."},
     {"max-body", 0, "FLEET_MAX_BODY", NULL, CFG_SIZE, &cfg.max_body, "32MiB", 0,
      0, "SIZE", "Largest request body; bigger ones get 413."},
     {"max-header", 0, "FLEET_MAX_HEADER", NULL, CFG_SIZE, &cfg.max_header,
@@ -242,6 +252,7 @@ on_tick(uv_timer_t *t)
     struct herd *h = t->data;
 
     registry_tick(h->reg, herd_now_ns());
+    exchange_reap(h);
 }
 
 /* --- shutdown ------------------------------------------------------------- */

@@ -24,6 +24,16 @@
 
 #define RATE_BUCKETS 10 /* seconds of slot releases remembered */
 
+#define EJECT_BASE_NS (2 * 1000000000LL)
+#define EJECT_MAX_NS  (60 * 1000000000LL)
+
+/* A node that failed recently (only those are kept). */
+struct nhealth {
+    char id[REGISTRY_NODE_ID_MAX + 1];
+    int faults;            /* in a row */
+    int64_t ejected_until; /* then probation until a success */
+};
+
 /* Per node:model counters for /fleet/queue. */
 struct qstat {
     char *node_id, *model; /* owned */
@@ -50,6 +60,9 @@ struct router {
     /* drain rate */
     uint64_t bucket_count[RATE_BUCKETS];
     int64_t bucket_sec[RATE_BUCKETS];
+    /* nodes that failed recently */
+    struct nhealth *nh;
+    size_t n_nh, cap_nh;
     /* counters */
     struct qstat *qs;
     size_t n_qs, cap_qs;
@@ -85,6 +98,7 @@ router_free_mem(struct router *r)
         free(r->qs[i].model);
     }
     free(r->qs);
+    free(r->nh);
     free(r->nodes);
     free(r->rn);
     free(r->results);
@@ -280,6 +294,91 @@ router_excluded(const struct route_req *rr, const char *id)
     return false;
 }
 
+/* --- node health ------------------------------------------------------- */
+
+static struct nhealth *
+router_nh_find(struct router *r, const char *id)
+{
+    for (size_t i = 0; i < r->n_nh; i++) {
+        if (strcmp(r->nh[i].id, id) == 0)
+            return &r->nh[i];
+    }
+    return NULL;
+}
+
+void
+router_node_fault(struct router *r, const char *node_id)
+{
+    struct nhealth *h = router_nh_find(r, node_id);
+    int64_t ns;
+
+    if (h == NULL) {
+        if (r->n_nh == 4096 ||
+            router_grow((void **)&r->nh, &r->cap_nh, r->n_nh + 1, sizeof(*h)))
+            return;
+        h = &r->nh[r->n_nh++];
+        memset(h, 0, sizeof(*h));
+        snprintf(h->id, sizeof(h->id), "%s", node_id);
+    }
+    h->faults++;
+    ns = EJECT_BASE_NS << (h->faults > 5 ? 5 : h->faults - 1);
+    if (ns > EJECT_MAX_NS)
+        ns = EJECT_MAX_NS;
+    h->ejected_until = herd_now_ns() + ns;
+    log_warn("node %s ejected for %.0f s after %d fault%s in a row", node_id,
+             (double)ns / 1e9, h->faults, h->faults > 1 ? "s" : "");
+}
+
+void
+router_node_ok(struct router *r, const char *node_id)
+{
+    struct nhealth *h = router_nh_find(r, node_id);
+
+    if (h == NULL)
+        return;
+    log_info("node %s healthy again", node_id);
+    *h = r->nh[--r->n_nh];
+    if (r->n_held > 0) {
+        r->wake_budget = SIZE_MAX;
+        if (!uv_is_active((uv_handle_t *)&r->wake_timer))
+            uv_timer_start(&r->wake_timer, router_on_wake_timer, 0, 0);
+    }
+}
+
+const char *
+router_node_health(struct router *r, const char *node_id)
+{
+    struct nhealth *h = router_nh_find(r, node_id);
+
+    if (h == NULL)
+        return NULL;
+    return herd_now_ns() < h->ejected_until ? "ejected" : "probation";
+}
+
+int
+router_health_json(struct router *r, struct buf *b)
+{
+    int64_t now = herd_now_ns();
+    int rc = buf_appends(b, "{");
+
+    for (size_t i = 0; rc == 0 && i < r->n_nh; i++) {
+        const struct nhealth *h = &r->nh[i];
+        int64_t left = h->ejected_until - now;
+
+        if (i > 0)
+            rc = buf_appends(b, ",");
+        if (rc == 0)
+            rc = json_append_str(b, h->id, strlen(h->id));
+        if (rc == 0)
+            rc = buf_appendf(b,
+                             ":{\"state\":\"%s\",\"faults\":%d,"
+                             "\"ejected_for_s\":%.3f}",
+                             left > 0 ? "ejected" : "probation", h->faults,
+                             left > 0 ? (double)left / 1e9 : 0.0);
+    }
+    return rc == 0 ? buf_appends(b, "}") : rc;
+}
+
 /* Patches the per-request fields for model and scores. */
 static int
 router_score(struct router *r, const struct route_req *rr, const char *model,
@@ -298,6 +397,17 @@ router_score(struct router *r, const struct route_req *rr, const char *model,
         double p75 = 0;
 
         sn->excluded = rr->n_excluded > 0 && router_excluded(rr, sn->id);
+        sn->num_parallel = r->rn[i]->hb.num_parallel > 0
+                               ? (uint32_t)r->rn[i]->hb.num_parallel
+                               : 1;
+        if (r->n_nh > 0) {
+            struct nhealth *h = router_nh_find(r, sn->id);
+
+            if (h != NULL && req.now_ns < h->ejected_until)
+                sn->excluded = true;
+            else if (h != NULL)
+                sn->num_parallel = 1; /* probation */
+        }
         sn->in_flight = inf > 0 ? (uint32_t)inf : 0;
         sn->queued = 0;
         if (inf > 0 && r->h->traces != NULL &&

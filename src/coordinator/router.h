@@ -91,6 +91,22 @@ size_t router_held(const struct router *r);
 void router_release(struct router *r, const char *node_id, const char *model,
                     bool ok);
 
+/*
+ * Node faults (connect refused, timeout, 5xx, a stream broken before its
+ * first line) eject the node for a short while, doubling with each fault
+ * in a row (2 s, 4 s, ... at most 60 s); after that it is on probation:
+ * one request at a time until one succeeds. router_node_ok() ends it.
+ * Saturation (503 "server busy") and 4xx are not faults.
+ */
+void router_node_fault(struct router *r, const char *node_id);
+void router_node_ok(struct router *r, const char *node_id);
+/* "ejected", "probation" or NULL (healthy). */
+const char *router_node_health(struct router *r, const char *node_id);
+
+/* Appends {"node":{"state":"ejected|probation","faults":n,
+ * "ejected_for_s":x}} for the nodes that failed recently. */
+int router_health_json(struct router *r, struct buf *b) HERD_MUST_USE;
+
 /* Seconds a client refused for lack of slots should wait. */
 unsigned router_retry_after_s(const struct router *r);
 

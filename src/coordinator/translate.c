@@ -234,6 +234,38 @@ tr_stop(const cJSON *oai, cJSON *opts, char *err, size_t errlen)
 /* The sampling options shared by chat and completions. Ollama's /v1
  * layer defaults temperature and top_p to 1.0, not the native 0.8/0.9:
  * an OpenAI client gets what it would get from Ollama directly. */
+/* Numbers must be numbers (or null), as Go's decoder in Ollama's /v1
+ * layer insists: a 400 here, not a node's 500 later. */
+static int
+tr_check_numbers(const cJSON *oai, const char *gostruct, char *err,
+                 size_t errlen)
+{
+    static const struct {
+        const char *key, *type;
+    } nums[] = {
+        {"temperature", "float64"},
+        {"top_p", "float64"},
+        {"frequency_penalty", "float64"},
+        {"presence_penalty", "float64"},
+        {"seed", "int"},
+        {"max_tokens", "int"},
+        {"max_completion_tokens", "int"},
+    };
+
+    for (size_t i = 0; i < sizeof(nums) / sizeof(*nums); i++) {
+        const cJSON *v = json_get(oai, nums[i].key);
+
+        if (v == NULL || cJSON_IsNull(v) || cJSON_IsNumber(v))
+            continue;
+        snprintf(err, errlen,
+                 "json: cannot unmarshal %s into Go struct field %s.%s of "
+                 "type %s",
+                 json_go_kind(v), gostruct, nums[i].key, nums[i].type);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int
 tr_options(const cJSON *oai, cJSON *native, char *err, size_t errlen)
 {
@@ -331,6 +363,8 @@ translate_chat_request(const cJSON *oai, cJSON **out,
         return fail(err, errlen, "model is required");
     if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0)
         return fail(err, errlen, "[] is too short - 'messages'");
+    if (tr_check_numbers(oai, "ChatCompletionRequest", err, errlen) != 0)
+        return -EINVAL;
     native = cJSON_CreateObject();
     cJSON_AddStringToObject(native, "model", model);
     nmsgs = cJSON_AddArrayToObject(native, "messages");
@@ -370,6 +404,8 @@ translate_completion_request(const cJSON *oai, cJSON **out,
         return fail(err, errlen, "model is required");
     if (prompt != NULL && !cJSON_IsString(prompt) && !cJSON_IsNull(prompt))
         return fail(err, errlen, "prompt must be a string");
+    if (tr_check_numbers(oai, "CompletionRequest", err, errlen) != 0)
+        return -EINVAL;
     native = cJSON_CreateObject();
     cJSON_AddStringToObject(native, "model", model);
     cJSON_AddStringToObject(native, "prompt",

@@ -164,6 +164,16 @@ test_chat_request_errors(void **state)
     expect_chat_error("{\"model\":\"m\",\"stop\":[1],"
                       "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
                       "invalid type for 'stop' field");
+    /* wrong-typed numbers are the request's fault (a node would answer
+     * 500 for a bad option, which herd would take for a node fault) */
+    expect_chat_error("{\"model\":\"m\",\"temperature\":\"hot\","
+                      "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                      "json: cannot unmarshal string into Go struct field "
+                      "ChatCompletionRequest.temperature of type float64");
+    expect_chat_error("{\"model\":\"m\",\"max_tokens\":[5],"
+                      "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                      "json: cannot unmarshal array into Go struct field "
+                      "ChatCompletionRequest.max_tokens of type int");
 }
 
 static void
