@@ -21,12 +21,9 @@
 #include "herd/config.h"
 #include "herd/fsutil.h"
 #include "herd/log.h"
+#include "herd/mdns.h"
 #include "metrics.h"
 #include "router.h"
-
-#ifdef HERD_WITH_AVAHI
-#include "herd/mdns.h"
-#endif
 
 static struct herd_cfg cfg;
 static struct herd H;
@@ -97,6 +94,10 @@ static struct cfg_opt opts[] = {
     {"max-connections", 0, "FLEET_MAX_CONNECTIONS", NULL, CFG_INT,
      &cfg.max_conns, "20000", 1, 1000000, "N",
      "Client connections at once; more are closed."},
+    {"context-protection", 0, "FLEET_CONTEXT_PROTECTION", NULL, CFG_STR,
+     &cfg.context_protection_s, "strip", 0, 0, "MODE",
+     "A client num_ctx that would reload a loaded model: strip (drop it, or "
+     "move to a bigger loaded model), warn, or passthrough."},
     {"traces", 0, "FLEET_TRACES", NULL, CFG_BOOL, &cfg.traces, "true", 0, 0,
      NULL, "Record every request in <data-dir>/latency.db."},
     {"trace-retention-days", 0, "FLEET_TRACE_RETENTION_DAYS", NULL, CFG_INT,
@@ -217,9 +218,7 @@ herd_uuid(struct herd *h, char out[37])
 
 static uv_timer_t tick_timer, drain_timer;
 static uv_signal_t sig_term, sig_int;
-#ifdef HERD_WITH_AVAHI
 static struct mdns *mdns;
-#endif
 
 static void
 on_registry_event(const struct registry_event *ev, void *arg)
@@ -288,13 +287,11 @@ on_server_freed(void *ud)
     http_client_free(h->cli, on_client_freed, h);
 }
 
-#ifdef HERD_WITH_AVAHI
 static void
 on_mdns_freed(void *ud)
 {
     (void)ud;
 }
-#endif
 
 static void
 finish_shutdown(struct herd *h)
@@ -302,12 +299,10 @@ finish_shutdown(struct herd *h)
     uv_timer_stop(&drain_timer);
     uv_close((uv_handle_t *)&drain_timer, on_handle_closed);
     uv_close((uv_handle_t *)&tick_timer, on_handle_closed);
-#ifdef HERD_WITH_AVAHI
     if (mdns != NULL) {
         mdns_free(mdns, on_mdns_freed, NULL);
         mdns = NULL;
     }
-#endif
     http_server_free(h->srv, on_server_freed, h);
 }
 
@@ -416,7 +411,6 @@ start_server(struct herd *h)
 static void
 start_mdns(struct herd *h)
 {
-#ifdef HERD_WITH_AVAHI
     char err[256];
     static const char *const txt[] = {"version=" HERD_VERSION, NULL};
 
@@ -424,17 +418,15 @@ start_mdns(struct herd *h)
         return;
     mdns = mdns_new(h->loop, err, sizeof(err));
     if (mdns == NULL) {
-        log_warn("mDNS: %s; nodes need --router-url", err);
+        log_info("mDNS: %s; nodes need --router-url", err);
         return;
     }
     if (mdns_publish(mdns, cfg.mdns_name, "_fleet-manager._tcp",
                      http_server_port(h->srv), txt) != 0)
         log_warn("mDNS: cannot publish %s", cfg.mdns_name);
-#else
-    (void)h;
-    if (cfg.mdns)
-        log_info("mDNS: built without avahi; nodes need --router-url");
-#endif
+    else
+        log_info("mDNS: announcing \"%s\" (_fleet-manager._tcp) on port %u",
+                 cfg.mdns_name, http_server_port(h->srv));
 }
 
 static int
@@ -458,6 +450,18 @@ setup(struct herd *h)
     cfg.data_dir = strdup(path);
     if (no_traces)
         cfg.traces = false;
+    if (strcmp(cfg.context_protection_s, "strip") == 0)
+        cfg.context_protection = CTX_STRIP;
+    else if (strcmp(cfg.context_protection_s, "warn") == 0)
+        cfg.context_protection = CTX_WARN;
+    else if (strcmp(cfg.context_protection_s, "passthrough") == 0)
+        cfg.context_protection = CTX_PASSTHROUGH;
+    else {
+        log_error("FLEET_CONTEXT_PROTECTION '%s': use strip, warn or "
+                  "passthrough",
+                  cfg.context_protection_s);
+        return 2;
+    }
     if (cfg.hb_offline_ns <= cfg.hb_timeout_ns) {
         log_error("FLEET_HEARTBEAT_OFFLINE (%.1f s) must be longer than "
                   "FLEET_HEARTBEAT_TIMEOUT (%.1f s)",
