@@ -74,6 +74,8 @@ struct exchange {
     struct route_req rr;
     struct route_decision d;
     bool has_slot, routed_once;
+    bool ctx_checked;
+    char *upgrade; /* context protection's bigger model, owned */
     /* the attempt */
     struct http_call *call;
     int up_status;
@@ -263,7 +265,7 @@ x_trace(struct exchange *x, const char *status, const char *err)
                         x->t_attempt > 0 ? x_ms(x->t_attempt, now) / 1e3 : 0,
                         x->t_first > 0 ? x_ms(x->t_attempt, x->t_first) / 1e3
                                        : 0);
-        if (completed && routed && x->d.model_index > 0)
+        if (completed && routed && x->d.model_index != 0)
             metrics_fallback(x->h->metrics);
     }
     if (t == NULL)
@@ -290,7 +292,7 @@ x_trace(struct exchange *x, const char *status, const char *err)
     rec.completion_tokens =
         x->done_seen ? x->completion_tokens : TRACES_NULL_INT;
     rec.retry_count = x->retries;
-    rec.fallback_used = routed && x->d.model_index > 0;
+    rec.fallback_used = routed && x->d.model_index != 0;
     rec.excluded_nodes = x->rr.n_excluded > 0 ? excl.data : NULL;
     rec.client_ip = x->client_ip;
     rec.original_format = x->openai ? "openai" : "ollama";
@@ -330,7 +332,7 @@ x_fleet_headers(struct exchange *x)
     http_set_header(x->req, "X-Fleet-Score", v);
     snprintf(v, sizeof(v), "%d", x->retries);
     http_set_header(x->req, "X-Fleet-Retries", v);
-    if (x->d.model_index > 0)
+    if (x->d.model_index != 0 || x->upgrade != NULL)
         http_set_header(x->req, "X-Fleet-Fallback", x->d.model);
 }
 
@@ -840,6 +842,110 @@ x_on_call_done(struct http_call *call, int err, const char *errmsg, void *ud)
     }
 }
 
+/* --- context protection (reference §4.8) -----------------------------------
+ */
+
+/* The smallest loaded model bigger than cur_size with a context of at
+ * least want, on node first, else anywhere routable. */
+static const char *
+x_find_upgrade(struct exchange *x, const struct registry_node *node,
+               int64_t want, double cur_size)
+{
+    const struct registry_loaded *best = NULL;
+    struct registry *reg = x->h->reg;
+
+    for (int pass = 0; pass < 2 && best == NULL; pass++) {
+        for (size_t i = 0; i < registry_count(reg); i++) {
+            const struct registry_node *n = registry_node_at(reg, i);
+
+            if ((pass == 0) != (n == node) || !registry_node_routable(n))
+                continue;
+            for (size_t k = 0; k < n->hb.n_loaded; k++) {
+                const struct registry_loaded *m = &n->hb.loaded[k];
+
+                if (strcmp(m->name, x->d.model) == 0 ||
+                    m->context_length < want || m->size_gb <= cur_size)
+                    continue;
+                if (best == NULL || m->size_gb < best->size_gb)
+                    best = m;
+            }
+        }
+    }
+    return best ? best->name : NULL;
+}
+
+/*
+ * Never send a num_ctx that would reload a loaded runner: one the loaded
+ * copy already covers becomes exactly the runner's own (Ollama reloads on
+ * any other value, its default included, so dropping it is not enough);
+ * for a bigger one, move the request to a bigger model already loaded
+ * with enough context, on the node that has it loaded (unlike
+ * ollama-herd). Returns true when the request was re-routed.
+ */
+static bool
+x_context_protect(struct exchange *x)
+{
+    const struct herd_cfg *c = x->h->cfg;
+    cJSON *opts = cJSON_GetObjectItemCaseSensitive(x->body, "options");
+    const cJSON *nc = cJSON_GetObjectItemCaseSensitive(opts, "num_ctx");
+    const struct registry_node *n;
+    const struct registry_loaded *ld;
+    const char *up;
+    char detail[640];
+    int64_t want;
+
+    if (x->ctx_checked || x->openai || c->context_protection == CTX_PASSTHROUGH)
+        return false;
+    x->ctx_checked = true;
+    if (!cJSON_IsNumber(nc) || nc->valuedouble <= 0)
+        return false;
+    want = (int64_t)nc->valuedouble;
+    n = registry_find(x->h->reg, x->d.node_id);
+    ld = n ? registry_node_loaded(n, x->d.model) : NULL;
+    if (ld == NULL || ld->context_length <= 0)
+        return false; /* cold: the client's num_ctx decides the load */
+    snprintf(detail, sizeof(detail), "num_ctx %lld, loaded %lld",
+             (long long)want, (long long)ld->context_length);
+    if (want <= ld->context_length) {
+        if (c->context_protection == CTX_WARN) {
+            x_event(x, "context_warning", x->d.node_id, detail);
+            return false;
+        }
+        /* the loaded runner's own num_ctx: Ollama reloads on any other
+         * value, the default included, so matching beats dropping */
+        cJSON_ReplaceItemInObjectCaseSensitive(
+            opts, "num_ctx", cJSON_CreateNumber((double)ld->context_length));
+        x_event(x, "context_stripped", x->d.node_id, detail);
+        return false;
+    }
+    up = c->context_protection == CTX_STRIP && x->upgrade == NULL
+             ? x_find_upgrade(x, n, want, ld->size_gb)
+             : NULL;
+    if (up == NULL) {
+        x_event(x, "context_warning", x->d.node_id, detail);
+        log_req(LL_WARN, x->id,
+                "num_ctx %lld > %lld loaded for %s on %s and no bigger loaded "
+                "model has it: the node will reload",
+                (long long)want, (long long)ld->context_length, x->d.model,
+                x->d.node_id);
+        return false;
+    }
+    if ((x->upgrade = strdup(up)) == NULL)
+        return false;
+    snprintf(detail, sizeof(detail), "%s -> %s (num_ctx %lld)", x->d.model, up,
+             (long long)want);
+    x_event(x, "context_upgraded", x->d.node_id, detail);
+    log_req(LL_INFO, x->id, "context protection: switched %s", detail);
+    /* set to the upgrade's loaded context once it is routed (above) */
+    x->ctx_checked = false;
+    x->has_slot = false;
+    router_release_unused(x->h->router, x->d.node_id, x->d.model);
+    x->rr.models[0] = x->upgrade;
+    x->rr.n_models = 1;
+    x_route(x);
+    return true;
+}
+
 static void
 x_dispatch(struct exchange *x)
 {
@@ -851,6 +957,8 @@ x_dispatch(struct exchange *x)
 
     x->routed_once = true;
     x->has_slot = true;
+    if (x_context_protect(x))
+        return;
     x_set_str(x->body, "model", x->d.model);
     if (x->openai) {
         size_t n = strnlen(x->d.model, sizeof(x->ts.model) - 1);
@@ -1031,6 +1139,7 @@ x_free(struct exchange *x)
     buf_cleanup(&x->body_in);
     buf_cleanup(&x->events);
     free(x->tags_json);
+    free(x->upgrade);
     if (x->live_prev)
         x->live_prev->live_next = x->live_next;
     else

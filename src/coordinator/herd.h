@@ -22,6 +22,8 @@ struct exchange;
 struct metrics;
 struct router;
 
+enum ctx_protection { CTX_STRIP, CTX_WARN, CTX_PASSTHROUGH };
+
 /* Settings, filled by main.c from flags, FLEET_* variables and defaults. */
 struct herd_cfg {
     char *host;
@@ -44,6 +46,10 @@ struct herd_cfg {
     uint64_t max_body, max_header, max_upstream_line;
     int64_t max_conns;
     bool traces;
+    bool vram_fallback;         /* FLEET_VRAM_FALLBACK */
+    bool vram_fallback_cross;   /* ..._CROSS_CATEGORY */
+    char *context_protection_s; /* FLEET_CONTEXT_PROTECTION */
+    enum ctx_protection context_protection;
     int64_t retention_days;
     struct scorer_weights weights;
 };

@@ -94,6 +94,13 @@ static struct cfg_opt opts[] = {
     {"max-connections", 0, "FLEET_MAX_CONNECTIONS", NULL, CFG_INT,
      &cfg.max_conns, "20000", 1, 1000000, "N",
      "Client connections at once; more are closed."},
+    {"vram-fallback", 0, "FLEET_VRAM_FALLBACK", NULL, CFG_BOOL,
+     &cfg.vram_fallback, "true", 0, 0, NULL,
+     "A model cold everywhere is answered by a loaded model of the same "
+     "category instead of loading (X-Fleet-Fallback names it)."},
+    {"vram-fallback-cross-category", 0, "FLEET_VRAM_FALLBACK_CROSS_CATEGORY",
+     NULL, CFG_BOOL, &cfg.vram_fallback_cross, "false", 0, 0, NULL,
+     "Let the VRAM fallback use a model of another category."},
     {"context-protection", 0, "FLEET_CONTEXT_PROTECTION", NULL, CFG_STR,
      &cfg.context_protection_s, "strip", 0, 0, "MODE",
      "A client num_ctx that would reload a loaded model: strip (drop it, or "

@@ -21,6 +21,7 @@
 #include "herd/json.h"
 #include "herd/log.h"
 #include "metrics.h"
+#include "modelcat.h"
 
 #define RATE_BUCKETS 10 /* seconds of slot releases remembered */
 
@@ -73,6 +74,7 @@ struct router {
 };
 
 static void router_on_hold_timer(uv_timer_t *t);
+static bool router_wants(const struct route_req *rr, const char *model);
 static void router_on_wake_timer(uv_timer_t *t);
 
 struct router *
@@ -509,7 +511,8 @@ router_fill(struct router *r, const struct scorer_result *out, int eligible,
     snprintf(d->node_id, sizeof(d->node_id), "%s", rn->id);
     snprintf(d->model, sizeof(d->model), "%s", model);
     snprintf(d->base_url, sizeof(d->base_url), "%s", rn->ollama_base_url);
-    d->model_index = (int)model_index;
+    d->model_index =
+        model_index == ROUTER_VRAM_FALLBACK ? -1 : (int)model_index;
     d->score = w->b.total;
     d->rank = pick + 1;
     d->n_eligible = (size_t)eligible;
@@ -523,6 +526,71 @@ router_fill(struct router *r, const struct scorer_result *out, int eligible,
     }
     rc = registry_inflight_add(r->h->reg, rn->id, model, 1);
     return rc < 0 ? (int)rc : 0;
+}
+
+/*
+ * VRAM fallback (reference §4.5): every model asked for is cold
+ * everywhere, so serve one that is already loaded instead of loading,
+ * preferring the same category; another category only when allowed.
+ * The best hot node with a free slot over all such models wins.
+ */
+#define VRAM_MAX_CANDIDATES 16
+
+static bool
+router_vram_fallback(struct router *r, struct route_req *rr, uint64_t seed,
+                     struct route_decision *d)
+{
+    const char *cat = modelcat_classify(rr->models[0]);
+    const char *cands[VRAM_MAX_CANDIDATES];
+    size_t nc = 0;
+    const char *best_model = NULL;
+    double best_total = 0;
+    int best_pick = -1, best_eligible = 0;
+
+    for (int cross = 0; cross < 2 && best_model == NULL; cross++) {
+        if (cross && !r->h->cfg->vram_fallback_cross)
+            break;
+        nc = 0;
+        for (size_t i = 0; i < r->n && nc < VRAM_MAX_CANDIDATES; i++) {
+            const struct scorer_node *sn = &r->nodes[i];
+
+            if (sn->status == SCORER_OFFLINE)
+                continue;
+            for (size_t k = 0; k < sn->n_loaded && nc < VRAM_MAX_CANDIDATES;
+                 k++) {
+                const char *m = sn->loaded[k].name;
+                bool dup = router_wants(rr, m);
+
+                for (size_t j = 0; j < nc && !dup; j++)
+                    dup = strcmp(cands[j], m) == 0;
+                if (dup || strcmp(modelcat_classify(m), "embedding") == 0 ||
+                    (!cross && strcmp(modelcat_classify(m), cat) != 0))
+                    continue;
+                cands[nc++] = m;
+            }
+        }
+        for (size_t j = 0; j < nc; j++) {
+            int eligible = router_score(r, rr, cands[j], seed, r->results);
+            int pick = eligible > 0 ? router_pick(r, r->results, eligible) : -1;
+
+            if (pick < 0 || !router_is_hot(r, &r->results[pick], cands[j]))
+                continue;
+            if (best_model == NULL || r->results[pick].b.total > best_total) {
+                best_model = cands[j];
+                best_total = r->results[pick].b.total;
+                best_pick = pick;
+                best_eligible = eligible;
+                memcpy(r->results2, r->results, r->n * sizeof(*r->results));
+            }
+        }
+    }
+    if (best_model == NULL)
+        return false;
+    log_info("VRAM fallback: %s is cold everywhere; serving %s (%s, already "
+             "loaded)",
+             rr->models[0], best_model, modelcat_classify(best_model));
+    return router_fill(r, r->results2, best_eligible, best_pick,
+                       ROUTER_VRAM_FALLBACK, best_model, d) == 0;
 }
 
 static void
@@ -575,6 +643,11 @@ router_route(struct router *r, struct route_req *rr, struct route_decision *d)
         }
     }
     (void)last_scored;
+    if (cold_model >= 0 && !any_full && r->h->cfg->vram_fallback &&
+        router_vram_fallback(r, rr, seed, d)) {
+        router_count_decision(r, t0);
+        return ROUTE_OK;
+    }
     router_count_decision(r, t0);
     if (cold_model >= 0) {
         if (router_fill(r, r->results2, cold_eligible, cold_pick,
@@ -789,6 +862,23 @@ router_release(struct router *r, const char *node_id, const char *model,
             if (!uv_is_active((uv_handle_t *)&r->wake_timer))
                 uv_timer_start(&r->wake_timer, router_on_wake_timer, 0, 0);
             break;
+        }
+    }
+}
+
+void
+router_release_unused(struct router *r, const char *node_id, const char *model)
+{
+    registry_inflight_add(r->h->reg, node_id, model, -1);
+    if (r->n_held > 0) {
+        for (struct route_req *rr = r->head; rr != NULL; rr = rr->next) {
+            if (router_wants(rr, model)) {
+                if (r->wake_budget != SIZE_MAX)
+                    r->wake_budget++;
+                if (!uv_is_active((uv_handle_t *)&r->wake_timer))
+                    uv_timer_start(&r->wake_timer, router_on_wake_timer, 0, 0);
+                break;
+            }
         }
     }
 }

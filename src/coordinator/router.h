@@ -25,6 +25,7 @@
 #define ROUTER_MAX_MODELS          8  /* the model and its fallbacks */
 #define ROUTER_MAX_EXCLUDED        16 /* nodes already tried */
 #define ROUTER_MAX_CANDIDATES_JSON 64
+#define ROUTER_VRAM_FALLBACK       ((size_t)-1) /* model_index -1 */
 
 enum route_result {
     ROUTE_OK,      /* a slot was taken: see the decision */
@@ -37,7 +38,8 @@ struct route_decision {
     char node_id[REGISTRY_NODE_ID_MAX + 1];
     char model[REGISTRY_MODEL_NAME_MAX + 1]; /* the model served */
     char base_url[320];                      /* the node's Ollama */
-    int model_index;                         /* 0: the requested model */
+    int model_index; /* 0: the requested model; n: fallback_models[n-1];
+                        -1: a loaded model served instead (VRAM fallback) */
     double score;
     int rank; /* 1 = the scorer's best; more when it was full */
     size_t n_eligible;
@@ -106,6 +108,10 @@ const char *router_node_health(struct router *r, const char *node_id);
 /* Appends {"node":{"state":"ejected|probation","faults":n,
  * "ejected_for_s":x}} for the nodes that failed recently. */
 int router_health_json(struct router *r, struct buf *b) HERD_MUST_USE;
+
+/* Gives back a slot that was never used (no counters change). */
+void router_release_unused(struct router *r, const char *node_id,
+                           const char *model);
 
 /* Seconds a client refused for lack of slots should wait. */
 unsigned router_retry_after_s(const struct router *r);
