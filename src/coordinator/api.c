@@ -20,6 +20,7 @@
 #include "herd/json.h"
 #include "herd/log.h"
 #include "metrics.h"
+#include "pull.h"
 #include "router.h"
 
 #define API_JSON "application/json; charset=utf-8"
@@ -505,6 +506,10 @@ enum api_route {
     R_V1_EMBEDDINGS,
     R_V1_MODELS,
     R_METRICS,
+    R_PULL,
+    R_DELETE,
+    R_DASH_PULL,
+    R_DASH_DELETE,
 };
 
 static const struct {
@@ -529,6 +534,10 @@ static const struct {
     {"/v1/embeddings", "POST", R_V1_EMBEDDINGS},
     {"/v1/models", "GET", R_V1_MODELS},
     {"/metrics", "GET", R_METRICS},
+    {"/api/pull", "POST", R_PULL},
+    {"/api/delete", "DELETE", R_DELETE},
+    {"/dashboard/api/pull", "POST", R_DASH_PULL},
+    {"/dashboard/api/delete", "POST", R_DASH_DELETE},
 };
 
 static void
@@ -588,6 +597,18 @@ api_route(struct herd *h, struct http_req *req, enum api_route r)
         return;
     case R_METRICS:
         api_metrics(h, req);
+        return;
+    case R_PULL:
+        api_pull(h, req);
+        return;
+    case R_DELETE:
+        api_delete(h, req);
+        return;
+    case R_DASH_PULL:
+        api_dashboard_pull(h, req);
+        return;
+    case R_DASH_DELETE:
+        api_dashboard_delete(h, req);
         return;
     }
 }

@@ -32,6 +32,7 @@
 #include "herd/json.h"
 #include "herd/log.h"
 #include "metrics.h"
+#include "pull.h"
 #include "router.h"
 #include "translate.h"
 
@@ -47,6 +48,7 @@
 enum xstate {
     XS_PARSED,
     XS_HELD,
+    XS_PULLING,    /* waiting for an auto-pull */
     XS_CONNECTING, /* call started, no line yet */
     XS_STREAMING,  /* lines arriving */
     XS_DONE,       /* answered (or answering); trace written */
@@ -72,6 +74,9 @@ struct exchange {
     cJSON *body; /* what goes upstream; "model" set per attempt */
     char *models[ROUTER_MAX_MODELS];
     struct route_req rr;
+    struct pull_waiter pw;
+    bool pulled; /* an auto-pull ran for this request */
+    char pull_err[256];
     struct route_decision d;
     bool has_slot, routed_once;
     bool ctx_checked;
@@ -1015,16 +1020,18 @@ x_not_found(struct exchange *x)
 
         snprintf(msg, sizeof(msg),
                  "Model(s) %s not available on any node. Run 'ollama pull "
-                 "<model>' on a fleet device, then try again.",
-                 list);
+                 "<model>' on a fleet device, then try again.%s%s",
+                 list, x->pull_err[0] ? " Auto-pull failed: " : "",
+                 x->pull_err);
         x_fail_whole(x, 404, "model_not_found", "failed", msg);
     } else {
         char msg[1400];
 
         snprintf(msg, sizeof(msg),
                  "model(s) %s not found on any node. Run 'ollama pull "
-                 "<model>' on a fleet device.",
-                 list);
+                 "<model>' on a fleet device.%s%s",
+                 list, x->pull_err[0] ? " Auto-pull failed: " : "",
+                 x->pull_err);
         x_fail_whole(x, 404, NULL, "failed", msg);
     }
 }
@@ -1086,6 +1093,41 @@ x_on_wake(struct route_req *rr, const struct route_decision *d)
 }
 
 static void
+x_on_pulled(struct pull_waiter *w, bool ok, const char *node, const char *err)
+{
+    struct exchange *x =
+        (struct exchange *)((char *)w - offsetof(struct exchange, pw));
+
+    x->queue_wait_ns += herd_now_ns() - x->t_held;
+    x_event(x, ok ? "auto_pull_done" : "auto_pull_failed", node, err);
+    if (!ok)
+        snprintf(x->pull_err, sizeof(x->pull_err), "%s", err);
+    x_route(x);
+}
+
+/* The model is nowhere: pull it (once), then route again. */
+static bool
+x_auto_pull(struct exchange *x)
+{
+    char err[256];
+
+    if (!x->h->cfg->auto_pull || x->pulled)
+        return false;
+    x->pulled = true;
+    x->state = XS_PULLING;
+    x->t_held = herd_now_ns();
+    x->pw.done = x_on_pulled;
+    if (pulls_auto(x->h->pulls, x->models[0], &x->pw, err, sizeof(err)) != 0) {
+        snprintf(x->pull_err, sizeof(x->pull_err), "%s", err);
+        x_event(x, "auto_pull_failed", NULL, err);
+        return false;
+    }
+    x_event(x, "auto_pull", NULL, x->models[0]);
+    log_req(LL_INFO, x->id, "%s is on no node: pulling it", x->models[0]);
+    return true;
+}
+
+static void
 x_route(struct exchange *x)
 {
     enum route_result res = router_route(x->h->router, &x->rr, &x->d);
@@ -1113,7 +1155,8 @@ x_route(struct exchange *x)
             x_unavailable(x, "the holding queue is full");
         return;
     case ROUTE_UNKNOWN:
-        x_not_found(x);
+        if (!x_auto_pull(x))
+            x_not_found(x);
         return;
     }
 }
@@ -1163,6 +1206,8 @@ x_on_req_done(struct http_req *req, enum http_end why, void *ud)
         if (x->rr.held)
             x->queue_wait_ns += herd_now_ns() - x->t_held;
         router_unhold(x->h->router, &x->rr);
+        if (x->state == XS_PULLING)
+            pulls_forget(x->h->pulls, &x->pw);
         x_cancel_call(x);
         x_release(x, true);
         x->h->stats.client_gone++;

@@ -20,6 +20,7 @@
 
 struct exchange;
 struct metrics;
+struct pulls;
 struct router;
 
 enum ctx_protection { CTX_STRIP, CTX_WARN, CTX_PASSTHROUGH };
@@ -46,6 +47,9 @@ struct herd_cfg {
     uint64_t max_body, max_header, max_upstream_line;
     int64_t max_conns;
     bool traces;
+    char *admin_key; /* FLEET_ADMIN_KEY: pull, delete, settings */
+    bool auto_pull;  /* FLEET_AUTO_PULL */
+    int64_t auto_pull_timeout_ns;
     bool vram_fallback;         /* FLEET_VRAM_FALLBACK */
     bool vram_fallback_cross;   /* ..._CROSS_CATEGORY */
     char *context_protection_s; /* FLEET_CONTEXT_PROTECTION */
@@ -72,6 +76,7 @@ struct herd {
     struct http_client *cli;
     struct router *router;
     struct metrics *metrics;
+    struct pulls *pulls;
     struct herd_stats stats;
     uint64_t rng; /* xorshift state: request ids, tie-break seeds */
     int64_t started_wall_ns;

@@ -23,6 +23,7 @@
 #include "herd/log.h"
 #include "herd/mdns.h"
 #include "metrics.h"
+#include "pull.h"
 #include "router.h"
 
 static struct herd_cfg cfg;
@@ -94,6 +95,15 @@ static struct cfg_opt opts[] = {
     {"max-connections", 0, "FLEET_MAX_CONNECTIONS", NULL, CFG_INT,
      &cfg.max_conns, "20000", 1, 1000000, "N",
      "Client connections at once; more are closed."},
+    {"admin-key", 0, "FLEET_ADMIN_KEY", NULL, CFG_STR, &cfg.admin_key, NULL, 0,
+     0, "KEY",
+     "Pull, delete and settings need Authorization: Bearer KEY (none: open)."},
+    {"auto-pull", 0, "FLEET_AUTO_PULL", NULL, CFG_BOOL, &cfg.auto_pull, "true",
+     0, 0, NULL,
+     "A model no node has is pulled onto the node with the most free memory "
+     "that fits it, then served."},
+    {"auto-pull-timeout", 0, "FLEET_AUTO_PULL_TIMEOUT", NULL, CFG_DURATION,
+     &cfg.auto_pull_timeout_ns, "300", 0, 0, "DUR", "Longest pull."},
     {"vram-fallback", 0, "FLEET_VRAM_FALLBACK", NULL, CFG_BOOL,
      &cfg.vram_fallback, "true", 0, 0, NULL,
      "A model cold everywhere is answered by a loaded model of the same "
@@ -276,6 +286,16 @@ on_router_freed(void *ud)
     H.router = NULL;
 }
 
+static void on_client_freed(void *ud);
+
+static void
+free_client(struct herd *h)
+{
+    pulls_free(h->pulls);
+    h->pulls = NULL;
+    http_client_free(h->cli, on_client_freed, h);
+}
+
 static void
 on_client_freed(void *ud)
 {
@@ -291,7 +311,7 @@ on_server_freed(void *ud)
     struct herd *h = ud;
 
     h->srv = NULL;
-    http_client_free(h->cli, on_client_freed, h);
+    free_client(h);
 }
 
 static void
@@ -497,7 +517,9 @@ setup(struct herd *h)
     h->cli = http_client_new(h->loop);
     h->router = router_new(h);
     h->metrics = metrics_new();
-    if (h->cli == NULL || h->router == NULL || h->metrics == NULL) {
+    h->pulls = pulls_new(h);
+    if (h->cli == NULL || h->router == NULL || h->metrics == NULL ||
+        h->pulls == NULL) {
         log_error("out of memory");
         return 1;
     }

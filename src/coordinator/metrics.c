@@ -30,7 +30,7 @@ struct metrics {
     struct series *s;
     size_t n, cap;
     uint64_t overflow; /* outcomes beyond METRICS_MAX_SERIES label sets */
-    uint64_t retries, fallbacks;
+    uint64_t retries, fallbacks, pulls_ok, pulls_failed;
     struct histogram latency, ttft, scoring;
 };
 
@@ -137,6 +137,15 @@ void
 metrics_fallback(struct metrics *m)
 {
     m->fallbacks++;
+}
+
+void
+metrics_pull(struct metrics *m, bool ok)
+{
+    if (ok)
+        m->pulls_ok++;
+    else
+        m->pulls_failed++;
 }
 
 void
@@ -338,6 +347,14 @@ metrics_render(struct metrics *m, struct herd *h, struct buf *b)
             router_held(h->router), (unsigned long long)h->stats.heartbeats,
             (unsigned long long)h->stats.heartbeats_refused,
             (unsigned long long)ts.written, (unsigned long long)ts.dropped);
+    if (rc == 0)
+        rc = buf_appendf(b,
+                         "# HELP herd_pulls_total Model pulls through herd, by "
+                         "result.\n# TYPE herd_pulls_total counter\n"
+                         "herd_pulls_total{result=\"success\"} %llu\n"
+                         "herd_pulls_total{result=\"failed\"} %llu\n",
+                         (unsigned long long)m->pulls_ok,
+                         (unsigned long long)m->pulls_failed);
     if (rc == 0)
         rc = render_nodes(h, b);
     if (rc == 0)

@@ -7,6 +7,7 @@
 #ifndef COORD_METRICS_H
 #define COORD_METRICS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "herd/buf.h"
@@ -31,6 +32,8 @@ void metrics_request(struct metrics *m, const char *model, const char *node,
                      const char *status, double latency_s, double ttft_s);
 void metrics_retry(struct metrics *m);
 void metrics_fallback(struct metrics *m);
+/* A pull through herd (explicit or auto) ended. */
+void metrics_pull(struct metrics *m, bool ok);
 /* One routing decision's time in the scorer. */
 void metrics_scoring(struct metrics *m, double seconds);
 

@@ -1696,3 +1696,74 @@ registry_status_json(const struct registry *reg, int64_t now_ns, struct buf *b)
     }
     return rc != 0 ? rc : buf_appends(b, "]");
 }
+
+/* ---- models changed by herd itself (pull, delete) ---------------------- */
+
+static struct registry_node *
+registry_find_rw(struct registry *reg, const char *node_id)
+{
+    return (struct registry_node *)registry_find(reg, node_id);
+}
+
+int
+registry_node_add_model(struct registry *reg, const char *node_id,
+                        const char *model)
+{
+    struct registry_node *n = registry_find_rw(reg, node_id);
+    struct registry_hb *hb;
+    char **na;
+
+    if (n == NULL)
+        return -ENOENT;
+    if (strlen(model) > REGISTRY_MODEL_NAME_MAX)
+        return -E2BIG;
+    if (registry_node_available(n, model))
+        return 0;
+    hb = &n->hb;
+    if (hb->n_available >= REGISTRY_MAX_MODELS)
+        return -ENOSPC;
+    na = realloc(hb->available, (hb->n_available + 1) * sizeof(*na));
+    if (na == NULL)
+        fatal("registry: out of memory");
+    hb->available = na;
+    hb->available[hb->n_available++] = registry_xstrdup(model);
+    free(hb->index);
+    registry_model_index_build(hb);
+    return 0;
+}
+
+int
+registry_node_remove_model(struct registry *reg, const char *node_id,
+                           const char *model)
+{
+    struct registry_node *n = registry_find_rw(reg, node_id);
+    struct registry_hb *hb;
+    bool found = false;
+    size_t k = 0;
+
+    if (n == NULL)
+        return -ENOENT;
+    hb = &n->hb;
+    for (size_t i = 0; i < hb->n_available; i++) {
+        if (strcmp(hb->available[i], model) == 0) {
+            free(hb->available[i]);
+            found = true;
+        } else {
+            hb->available[k++] = hb->available[i];
+        }
+    }
+    hb->n_available = k;
+    k = 0;
+    for (size_t i = 0; i < hb->n_loaded; i++) {
+        if (strcmp(hb->loaded[i].name, model) == 0) {
+            free(hb->loaded[i].name);
+            found = true;
+        } else {
+            hb->loaded[k++] = hb->loaded[i];
+        }
+    }
+    hb->n_loaded = k;
+    free(hb->index);
+    registry_model_index_build(hb);
+    return found ? 0 : -ENOENT;
+}

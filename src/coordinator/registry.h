@@ -265,6 +265,18 @@ int64_t registry_inflight_add(struct registry *reg, const char *node_id,
 /* The count for node:model (model NULL = the node's total). */
 int64_t registry_inflight_get(const struct registry_node *n, const char *model);
 
+/*
+ * herd's own changes to a node's models, before its next heartbeat
+ * confirms them: a pull added model to models_available; a delete
+ * removed it (from both lists). 0, -ENOENT (no such node; for remove,
+ * also: the node did not have it), -E2BIG, -ENOSPC. Node pointers stay
+ * valid; the node's model arrays may move.
+ */
+int registry_node_add_model(struct registry *reg, const char *node_id,
+                            const char *model);
+int registry_node_remove_model(struct registry *reg, const char *node_id,
+                               const char *model);
+
 /* Appends the "nodes" array of /fleet/status. */
 int registry_status_json(const struct registry *reg, int64_t now_ns,
                          struct buf *b) HERD_MUST_USE;
