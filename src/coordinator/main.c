@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "cli_pull.h"
 #include "exchange.h"
 #include "herd.h"
 #include "herd/clock.h"
@@ -188,6 +189,8 @@ static const char usage[] =
     "environment, then the env file, then the default.\n";
 
 static const char epilog[] =
+    "\nSubcommand: herd pull MODEL [--node ID] [--url URL] pulls a model\n"
+    "onto the fleet through a running herd, with a progress bar.\n"
     "\nEndpoints: /v1/chat/completions /v1/completions /v1/embeddings\n"
     "/v1/models /api/chat /api/generate /api/embed /api/embeddings\n"
     "/api/show /api/tags /api/ps /api/version /fleet/status /fleet/queue\n"
@@ -534,6 +537,8 @@ main(int argc, char **argv)
     int64_t tick_ms;
 
     signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "pull") == 0)
+        return herd_cli_pull(argc - 2, argv + 2);
     log_init("herd", LL_INFO);
     scorer_weights_default(&cfg.weights);
     if (cfg_load_env_file(err, sizeof(err)) != 0)

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { Ollama } from 'ollama';
-import { get, post, request, parseJson, ndjson, waitFor } from './lib/harness.mjs';
+import { get, post, request, parseJson, ndjson, waitFor, runBin } from './lib/harness.mjs';
 import { startFleet } from './lib/fleet.mjs';
 
 function sql(db, query) {
@@ -20,7 +20,9 @@ async function simTags(sim) {
 
 describe('auto-pull', () => {
   it('a model no node has is pulled once, onto one node, while concurrent requests wait for it', async () => {
-    const fleet = await startFleet({ nodes: [{ id: 'a' }, { id: 'b' }], herdEnv: { FLEET_AUTO_PULL: 'true' } });
+    // time scale 0.1: the pull takes ~0.3 s, so the three requests surely
+    // arrive while it runs
+    const fleet = await startFleet({ nodes: [{ id: 'a', timeScale: '0.1' }, { id: 'b', timeScale: '0.1' }], herdEnv: { FLEET_AUTO_PULL: 'true' } });
     try {
       const M = 'fresh-model:1b';
       const rs = await Promise.all([0, 1, 2].map((i) => post(fleet.herd.url, '/api/chat', {
@@ -104,6 +106,27 @@ describe('pull and delete through herd', () => {
       assert.deepEqual(parseJson(r), { ok: true, node_id: 'a', model: 'x:1b' });
       r = await request(fleet.herd.url, { method: 'DELETE', path: '/api/delete', json: { model: 'llama3.2:3b' } });
       assert.equal(r.status, 401);
+    } finally {
+      await fleet.stop();
+    }
+  });
+
+  it('herd pull MODEL [--node ID]: progress, the node, exit codes', async () => {
+    const fleet = await startFleet({ nodes: [{ id: 'a' }, { id: 'b' }] });
+    try {
+      const ok = await runBin(['pull', 'cli-model:1b', '--node', 'b', '--url', fleet.herd.url], { bin: 'herd', timeoutMs: 30000 });
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stdout, /pulling manifest\n/);
+      assert.match(ok.stdout, /pulled cli-model:1b onto b\n$/);
+      assert.ok((await simTags(fleet.byId.b.sim)).includes('cli-model:1b'));
+      const bad = await runBin(['pull', 'missing-model', '--url', fleet.herd.url], { bin: 'herd', timeoutMs: 30000 });
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /herd pull: Pull failed on node/);
+      const usage = await runBin(['pull'], { bin: 'herd' });
+      assert.equal(usage.code, 2);
+      assert.match(usage.stderr, /usage: herd pull MODEL/);
+      const down = await runBin(['pull', 'x', '--url', 'http://127.0.0.1:1'], { bin: 'herd' });
+      assert.equal(down.code, 1);
     } finally {
       await fleet.stop();
     }
