@@ -103,6 +103,7 @@ struct exchange {
     char *tags_json;   /* JSON list or NULL */
     struct buf events; /* JSON array body: what happened, with times */
     int64_t t_last;    /* the node's last byte */
+    uint64_t n_lines;  /* NDJSON lines from the node: ~tokens so far */
     struct exchange *live_prev, *live_next;
     char error[512];
     int fail_status; /* for a failure answered as a whole response */
@@ -622,6 +623,7 @@ x_line(const char *line, size_t len, void *ud)
         x->t_first = herd_now_ns();
         x->state = XS_STREAMING;
     }
+    x->n_lines++;
     if (x->openai)
         return x_line_openai(x, line, len);
     if (x->client_stream)
@@ -1556,4 +1558,63 @@ exchange_reap(struct herd *h)
             }
         }
     }
+}
+
+/* --- the live view ------------------------------------------------------- */
+
+static const char *
+x_state_name(enum xstate s)
+{
+    static const char *const names[] = {
+        [XS_PARSED] = "parsed",       [XS_HELD] = "held",
+        [XS_PULLING] = "pulling",     [XS_CONNECTING] = "connecting",
+        [XS_STREAMING] = "streaming", [XS_DONE] = "done",
+        [XS_CANCELLED] = "cancelled",
+    };
+
+    return names[s];
+}
+
+int
+exchange_live_json(struct buf *b)
+{
+    int64_t now = herd_now_ns();
+    bool first = true;
+    int rc = buf_appends(b, "[");
+
+    for (struct exchange *x = x_head; rc == 0 && x != NULL; x = x->live_next) {
+        const char *model = x->routed_once ? x->d.model : x->models[0];
+        const char *node = x->routed_once ? x->d.node_id : "";
+
+        if (x->state == XS_DONE || x->state == XS_CANCELLED)
+            continue;
+        rc = buf_appends(b,
+                         first ? "{\"request_id\":\"" : ",{\"request_id\":\"");
+        first = false;
+        if (rc == 0)
+            rc = buf_appendf(b, "%s\",\"model\":", x->id);
+        if (rc == 0)
+            rc = json_append_str(b, model ? model : "",
+                                 model ? strlen(model) : 0);
+        if (rc == 0)
+            rc = buf_appends(b, ",\"node\":");
+        if (rc == 0)
+            rc = json_append_str(b, node, strlen(node));
+        if (rc == 0)
+            rc = buf_appendf(
+                b,
+                ",\"state\":\"%s\",\"endpoint\":\"%s\",\"elapsed_ms\":%.1f,"
+                "\"ttft_ms\":%.1f,\"tokens\":%llu,\"retries\":%d,"
+                "\"stream\":%s,\"client_ip\":",
+                x_state_name(x->state), x->endpoint,
+                (double)(now - x->t_start) / 1e6,
+                x->t_first ? x_ms(x->t_attempt, x->t_first) : 0.0,
+                (unsigned long long)x->n_lines, x->retries,
+                x->client_stream ? "true" : "false");
+        if (rc == 0)
+            rc = json_append_str(b, x->client_ip, strlen(x->client_ip));
+        if (rc == 0)
+            rc = buf_appends(b, "}");
+    }
+    return rc == 0 ? buf_appends(b, "]") : rc;
 }

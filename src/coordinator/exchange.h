@@ -14,6 +14,7 @@
 #define COORD_EXCHANGE_H
 
 #include "herd.h"
+#include "herd/buf.h"
 
 enum xkind {
     X_OLLAMA_CHAT,       /* POST /api/chat */
@@ -34,6 +35,14 @@ void exchange_start(struct herd *h, struct http_req *req, enum xkind kind);
  * and fails streams that stalled. Each event is in the trace.
  */
 void exchange_reap(struct herd *h);
+
+/*
+ * The requests in progress, for the dashboard's live view: a JSON array
+ * of {"request_id","model","node","state","endpoint","elapsed_ms",
+ * "ttft_ms","tokens","retries","stream","client_ip"}; tokens counts the
+ * node's NDJSON lines so far (about one per token).
+ */
+int exchange_live_json(struct buf *b) HERD_MUST_USE;
 
 /* Exchanges alive now (all states). */
 size_t exchange_live(void);
