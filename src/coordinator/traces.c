@@ -158,6 +158,12 @@ static const char *const traces_indexes[] = {
     "CREATE INDEX IF NOT EXISTS idx_traces_node_model"
     " ON request_traces(node_id, model)",
     "CREATE INDEX IF NOT EXISTS idx_traces_tags ON request_traces(tags)",
+    /* herd's: the dashboard's trace list filtered by node or status
+     * (dashq.c), newest first, without a sort or a full scan */
+    "CREATE INDEX IF NOT EXISTS idx_traces_node_timestamp"
+    " ON request_traces(node_id, timestamp)",
+    "CREATE INDEX IF NOT EXISTS idx_traces_status_timestamp"
+    " ON request_traces(status, timestamp)",
     "CREATE INDEX IF NOT EXISTS idx_latency_node_model"
     " ON latency_observations(node_id, model_name)",
     "CREATE INDEX IF NOT EXISTS idx_latency_timestamp"
