@@ -462,6 +462,9 @@ router_model_known(const struct router *r, const char *model)
     for (size_t i = 0; i < n; i++) {
         const struct registry_node *rn = registry_node_at(reg, i);
 
+        /* a rejected node stays rejected: holding for it is pointless */
+        if (rn->status == REGISTRY_REJECTED)
+            continue;
         if (registry_node_loaded(rn, model) ||
             registry_node_available(rn, model))
             return true;

@@ -355,6 +355,19 @@ describe('herd bad input', () => {
     assert.equal((await get(fleet.herd.url, '/api/tags')).status, 200);
   });
 
+  it('heartbeats: missing or wrong-typed fields get 400 naming the field, huge or deep bodies are refused', async () => {
+    let r = await post(fleet.herd.url, '/heartbeat', { node_id: 'x', cpu: { cores_physical: 4, utilization_pct: 1 }, ollama: { models_loaded: [], models_available: [] } });
+    assert.equal(r.status, 400);
+    assert.match(parseJson(r).error, /"memory"/);
+    r = await post(fleet.herd.url, '/heartbeat', { node_id: 'x', cpu: { cores_physical: 'four', utilization_pct: 1 }, memory: { total_gb: 8, used_gb: 1, available_gb: 7, pressure: 'normal' }, ollama: { models_loaded: [], models_available: [] } });
+    assert.equal(r.status, 400);
+    assert.match(parseJson(r).error, /cpu\.cores_physical/);
+    r = await request(fleet.herd.url, { method: 'POST', path: '/heartbeat', body: '['.repeat(5000) + ']'.repeat(5000), headers: { 'content-type': 'application/json' } });
+    assert.ok(r.status === 400 || r.status === 413, `deep body: ${r.status}`);
+    const st = parseJson(await get(fleet.herd.url, '/fleet/status'));
+    assert.ok(!st.nodes.some((n) => n.node_id === 'x'), 'a refused heartbeat registers nothing');
+  });
+
   it('a client that leaves mid-stream: upstream aborted, slot freed, trace client_disconnected', async () => {
     const s = openStream(fleet.herd.url, { path: '/api/chat', json: { model: M, messages: [{ role: 'user', content: 'long story' }], options: { num_predict: 500 } } });
     const head = await s.response;
@@ -407,6 +420,28 @@ describe('herd command line and logs', () => {
     } finally {
       await herd.stop();
       fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('herd admission', () => {
+  it('FLEET_MIN_NODE_MEMORY_GB: a smaller node is listed as rejected with the reason, never routed', async () => {
+    const { startHerd } = await import('./lib/fleet.mjs');
+    const { startNode } = await import('./lib/fleet.mjs');
+    const herd = await startHerd({ env: { FLEET_MIN_NODE_MEMORY_GB: '100000' } });
+    const sim = await startSim({ args: ['--time-scale', '0'] });
+    const node = await startNode({ herdUrl: herd.url, simUrl: sim.url, id: 'tiny', waitReady: false });
+    try {
+      const n = await waitFor(async () => parseJson(await get(herd.url, '/fleet/status')).nodes.find((x) => x.node_id === 'tiny'), { what: 'the node listed' });
+      assert.equal(n.status, 'rejected');
+      assert.match(n.reason, /memory/);
+      const r = await post(herd.url, '/api/chat', { model: M, messages: [{ role: 'user', content: 'x' }], stream: false });
+      assert.ok(r.status === 404 || r.status === 503, `not routed: ${r.status}`);
+      assert.equal(r.headers['x-fleet-node'], undefined);
+    } finally {
+      await node.stop();
+      await sim.stop();
+      await herd.stop();
     }
   });
 });
