@@ -28,6 +28,7 @@
 
 #include "api.h"
 #include "collect.h"
+#include "failure.h"
 #include "herd/clock.h"
 #include "herd/json.h"
 #include "herd/log.h"
@@ -692,27 +693,6 @@ x_note_attempt(struct exchange *x, const char *reason, int status)
     a->ms = x_ms(x->t_attempt, herd_now_ns());
 }
 
-static const char *
-x_err_reason(int err)
-{
-    switch (err) {
-    case -ECONNREFUSED:
-        return "connect_refused";
-    case -ETIMEDOUT:
-        return "timeout";
-    case -ECONNRESET:
-        return "connection_reset";
-    case -EPROTO:
-        return "protocol_error";
-    case -EHOSTUNREACH:
-        return "unreachable";
-    case -E2BIG:
-        return "too_large";
-    default:
-        return "io_error";
-    }
-}
-
 /* The message of a node's error body ({"error":"..."}), or the body. */
 static void
 x_node_error(const struct exchange *x, char *out, size_t n)
@@ -800,6 +780,7 @@ static void
 x_on_call_done(struct http_call *call, int err, const char *errmsg, void *ud)
 {
     struct exchange *x = ud;
+    struct failure_verdict v;
     char msg[600];
 
     (void)call;
@@ -810,42 +791,36 @@ x_on_call_done(struct http_call *call, int err, const char *errmsg, void *ud)
         ndjson_finish(&x->nd, x_line, x);
     if (x->state == XS_DONE)
         return; /* an error line ended it */
-    if (err != 0) {
+    v = failure_classify(err, x->up_status, x_is_embed(x) || x->done_seen,
+                         x->head_sent);
+    if (err != 0)
         snprintf(msg, sizeof(msg), "node %s: %s", x->d.node_id,
-                 errmsg && *errmsg ? errmsg : x_err_reason(err));
-        if (x->head_sent) {
-            x_event(x, "node_fault", x->d.node_id, msg);
-            router_node_fault(x->h->router, x->d.node_id);
-            x_fail_inband(x, "failed", msg);
-        } else
-            x_retry(x, x_err_reason(err), x->up_status, true, 502, msg);
-        return;
-    }
-    if (x->up_status == 200) {
-        if (x_is_embed(x) || x->done_seen) {
-            x_note_attempt(x, "ok", 200);
-            x_complete(x);
-            return;
-        }
+                 errmsg && *errmsg ? errmsg : v.reason);
+    else if (x->up_status == 200)
         snprintf(msg, sizeof(msg),
                  "node %s: the stream ended without its done line",
                  x->d.node_id);
-        if (x->head_sent)
-            x_fail_inband(x, "incomplete", msg);
-        else
-            x_retry(x, "incomplete", 200, true, 502, msg);
+    else
+        x_node_error(x, msg, sizeof(msg));
+    switch (v.action) {
+    case FAIL_NONE:
+        x_note_attempt(x, "ok", 200);
+        x_complete(x);
         return;
-    }
-    x_node_error(x, msg, sizeof(msg));
-    if (x->up_status == 503) {
-        /* "server busy": saturated, not broken */
-        x_retry(x, "busy", 503, false, 503, msg);
-    } else if (x->up_status >= 500) {
-        x_retry(x, "http_5xx", x->up_status, true, x->up_status, msg);
-    } else {
-        /* the request's fault: returned as is, never retried */
-        x_note_attempt(x, "client_error", x->up_status);
-        x_fail_whole(x, x->up_status, NULL, "failed", msg);
+    case FAIL_RETRY:
+        x_retry(x, v.reason, x->up_status, v.node_fault, v.status, msg);
+        return;
+    case FAIL_INBAND:
+        if (v.node_fault) {
+            x_event(x, "node_fault", x->d.node_id, msg);
+            router_node_fault(x->h->router, x->d.node_id);
+        }
+        x_fail_inband(x, v.trace_status, msg);
+        return;
+    case FAIL_RETURN:
+        x_note_attempt(x, v.reason, x->up_status);
+        x_fail_whole(x, x->up_status, NULL, v.trace_status, msg);
+        return;
     }
 }
 
