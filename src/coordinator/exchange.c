@@ -1045,6 +1045,12 @@ x_on_wake(struct route_req *rr, const struct route_decision *d)
 
     x->queue_wait_ns += herd_now_ns() - x->t_held;
     x_event(x, d ? "slot" : "hold_timeout", d ? d->node_id : NULL, NULL);
+    if (d == NULL && x->h->draining) {
+        x_fail_whole(x, 503, x->openai ? "model_not_available" : NULL, "failed",
+                     "herd is shutting down; retry on another "
+                     "coordinator or shortly");
+        return;
+    }
     if (d == NULL) {
         x_unavailable(x, "every slot stayed busy for the hold timeout");
         return;
@@ -1120,6 +1126,10 @@ x_route(struct exchange *x)
             int last = x->attempts[x->n_attempts - 1].status;
 
             x_fail_whole(x, last >= 500 ? last : 502, NULL, "failed", x->error);
+            return;
+        }
+        if (x->h->draining) {
+            x_fail_whole(x, 503, NULL, "failed", "herd is shutting down");
             return;
         }
         x->state = XS_HELD;
@@ -1373,10 +1383,23 @@ x_prepare(struct exchange *x, cJSON *client, char *err, size_t errlen)
     }
     if ((rc = x_models(x, model, json_get(client, "fallback_models"))) != 0) {
         snprintf(err, errlen,
-                 rc == -E2BIG ? "fallback_models: at most 7 models"
+                 rc == -E2BIG ? "fallback_models: at most 8 models"
                               : "fallback_models must be a list of "
                                 "model names");
         return -EINVAL;
+    }
+    if (!x->openai) {
+        const cJSON *nc = json_get(json_get(x->body, "options"), "num_ctx");
+
+        if (nc != NULL && !cJSON_IsNull(nc) &&
+            (!cJSON_IsNumber(nc) || nc->valuedouble < 1 ||
+             nc->valuedouble > 16777216 ||
+             nc->valuedouble != (double)(int64_t)nc->valuedouble)) {
+            snprintf(err, errlen,
+                     "options.num_ctx must be a positive integer "
+                     "(at most 16777216)");
+            return -EINVAL;
+        }
     }
     x->client_stream = info.stream && !x_is_embed(x);
     x->include_usage = info.include_usage;
@@ -1409,6 +1432,43 @@ x_endpoint(enum xkind k)
     };
 
     return names[k];
+}
+
+/* FLEET_API_KEYS: a comma list; unset = open. Constant time per key. */
+static bool
+x_api_key_ok(struct herd *h, struct http_req *req)
+{
+    const char *keys = h->cfg->api_keys, *auth, *got;
+    bool ok = false;
+    size_t gn;
+
+    if (keys == NULL || *keys == '\0')
+        return true;
+    auth = http_req_header(req, "Authorization");
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+        return false;
+    got = auth + 7;
+    gn = strlen(got);
+    while (*keys) {
+        const char *end = strchr(keys, ',');
+        size_t kn = end ? (size_t)(end - keys) : strlen(keys);
+        unsigned char diff;
+
+        while (kn > 0 && *keys == ' ') {
+            keys++;
+            kn--;
+        }
+        while (kn > 0 && keys[kn - 1] == ' ')
+            kn--;
+        diff = (unsigned char)(kn != gn || kn == 0);
+        for (size_t i = 0; i < kn; i++)
+            diff |= (unsigned char)(keys[i] ^ (i < gn ? got[i] : 0));
+        ok |= diff == 0;
+        if (end == NULL)
+            break;
+        keys = end + 1;
+    }
+    return ok;
 }
 
 void
@@ -1453,6 +1513,22 @@ exchange_start(struct herd *h, struct http_req *req, enum xkind kind)
         api_error(req, openai, 413, NULL,
                   "request body is larger than the limit of %llu bytes",
                   (unsigned long long)h->cfg->max_body);
+        return;
+    }
+    if (h->draining) {
+        x->state = XS_DONE;
+        x->trace_written = true;
+        http_set_header(req, "Connection", "close");
+        api_error(req, openai, 503, NULL, "herd is shutting down");
+        return;
+    }
+    if (!x_api_key_ok(h, req)) {
+        x->state = XS_DONE;
+        x->trace_written = true;
+        http_set_header(req, "WWW-Authenticate", "Bearer");
+        api_error(req, openai, 401, openai ? "invalid_request_error" : NULL,
+                  "invalid or missing API key: send Authorization: Bearer "
+                  "<key> (FLEET_API_KEYS)");
         return;
     }
     body = http_req_body(req, &len);

@@ -18,6 +18,7 @@
 #include "scorer.h"
 #include "traces.h"
 
+struct dashboard;
 struct exchange;
 struct metrics;
 struct pulls;
@@ -48,6 +49,7 @@ struct herd_cfg {
     int64_t max_conns;
     bool traces;
     char *admin_key; /* FLEET_ADMIN_KEY: pull, delete, settings */
+    char *api_keys;  /* FLEET_API_KEYS: comma list gating inference */
     bool auto_pull;  /* FLEET_AUTO_PULL */
     int64_t auto_pull_timeout_ns;
     bool vram_fallback;         /* FLEET_VRAM_FALLBACK */
@@ -77,6 +79,7 @@ struct herd {
     struct router *router;
     struct metrics *metrics;
     struct pulls *pulls;
+    struct dashboard *dashboard; /* dashboard.c: pages, APIs, live stream */
     struct herd_stats stats;
     uint64_t rng; /* xorshift state: request ids, tie-break seeds */
     int64_t started_wall_ns;

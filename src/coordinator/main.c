@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "cli_pull.h"
+#include "dashboard.h"
 #include "exchange.h"
 #include "herd.h"
 #include "herd/clock.h"
@@ -96,6 +97,10 @@ static struct cfg_opt opts[] = {
     {"max-connections", 0, "FLEET_MAX_CONNECTIONS", NULL, CFG_INT,
      &cfg.max_conns, "20000", 1, 1000000, "N",
      "Client connections at once; more are closed."},
+    {"api-keys", 0, "FLEET_API_KEYS", NULL, CFG_STR, &cfg.api_keys, NULL, 0,
+     0, "LIST",
+     "Comma list of keys; when set, inference needs Authorization: Bearer "
+     "one of them (401 otherwise)."},
     {"admin-key", 0, "FLEET_ADMIN_KEY", NULL, CFG_STR, &cfg.admin_key, NULL, 0,
      0, "KEY",
      "Pull, delete and settings need Authorization: Bearer KEY (none: open)."},
@@ -314,6 +319,7 @@ on_server_freed(void *ud)
     struct herd *h = ud;
 
     h->srv = NULL;
+    dashboard_free(h);
     free_client(h);
 }
 
@@ -365,6 +371,7 @@ on_signal(uv_signal_t *s, int signum)
     uv_signal_stop(&sig_term);
     uv_signal_stop(&sig_int);
     http_server_listen(h->srv, false);
+    router_expire_all(h->router); /* held requests: 503 now */
     uv_timer_start(&drain_timer, on_drain_check, 0, 50);
 }
 
@@ -526,6 +533,8 @@ setup(struct herd *h)
         log_error("out of memory");
         return 1;
     }
+    if (dashboard_init(h) != 0)
+        return 1;
     return 0;
 }
 

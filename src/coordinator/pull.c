@@ -505,6 +505,39 @@ pulls_admin_ok(struct herd *h, struct http_req *req, bool openai)
     return true;
 }
 
+/* Ollama's name grammar, roughly: [host[:port]/][namespace/]model[:tag],
+ * parts of letters, digits, '.', '-', '_' starting with a letter or digit. */
+static bool
+pull_name_ok(const char *s)
+{
+    const char *slash = strrchr(s, '/'), *tail = slash ? slash + 1 : s;
+    const char *colon = strchr(tail, ':');
+    size_t part = 0;
+
+    if (*s == '\0' || strlen(s) > 200 || *tail == '\0')
+        return false;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                     (c >= '0' && c <= '9');
+
+        if (c == '/' || (c == ':' && p == colon)) {
+            if (part == 0)
+                return false; /* an empty part */
+            part = 0;
+            continue;
+        }
+        if (c == ':' && p < tail)
+            continue; /* a host's port */
+        if (!alnum && c != '.' && c != '-' && c != '_')
+            return false;
+        if (part == 0 && !alnum && !(p > colon && colon && c == '_'))
+            return false;
+        part++;
+    }
+    return part > 0;
+}
+
 /* Parses {model|name, node_id}; answers 400 itself and returns NULL. */
 static cJSON *
 pull_body(struct http_req *req, char *model, size_t mlen, const char **node,
@@ -536,6 +569,11 @@ pull_body(struct http_req *req, char *model, size_t mlen, const char **node,
     }
     while (*m == ' ')
         m++;
+    if (!pull_name_ok(m)) {
+        api_error(req, false, 400, NULL, "invalid model name: '%s'", m);
+        cJSON_Delete(v);
+        return NULL;
+    }
     pull_normalise(m, model, mlen);
     return v;
 }

@@ -758,6 +758,18 @@ router_on_hold_timer(uv_timer_t *t)
     router_arm_hold_timer(r);
 }
 
+void
+router_expire_all(struct router *r)
+{
+    while (r->head != NULL) {
+        struct route_req *rr = r->head;
+
+        router_unlink(r, rr);
+        rr->on_wake(rr, NULL);
+    }
+    uv_timer_stop(&r->hold_timer);
+}
+
 static bool
 router_wants(const struct route_req *rr, const char *model)
 {

@@ -22,7 +22,7 @@
 #include "herd.h"
 #include "herd/buf.h"
 
-#define ROUTER_MAX_MODELS          8  /* the model and its fallbacks */
+#define ROUTER_MAX_MODELS          9  /* the model and up to 8 fallbacks */
 #define ROUTER_MAX_EXCLUDED        16 /* nodes already tried */
 #define ROUTER_MAX_CANDIDATES_JSON 64
 #define ROUTER_VRAM_FALLBACK       ((size_t)-1) /* model_index -1 */
@@ -85,6 +85,8 @@ enum route_result router_route(struct router *r, struct route_req *rr,
 
 /* Queues rr to wait for a slot. -ENOSPC when max_held are waiting. */
 int router_hold(struct router *r, struct route_req *rr);
+/* Ends every wait at once (herd is draining): on_wake(rr, NULL) each. */
+void router_expire_all(struct router *r);
 /* Takes rr out of the queue (client gone); no callback. */
 void router_unhold(struct router *r, struct route_req *rr);
 size_t router_held(const struct router *r);
