@@ -16,7 +16,6 @@
 
 #include "api.h"
 #include "cli_pull.h"
-#include "dashboard.h"
 #include "exchange.h"
 #include "herd.h"
 #include "herd/clock.h"
@@ -319,7 +318,6 @@ on_server_freed(void *ud)
     struct herd *h = ud;
 
     h->srv = NULL;
-    dashboard_free(h);
     free_client(h);
 }
 
@@ -533,8 +531,6 @@ setup(struct herd *h)
         log_error("out of memory");
         return 1;
     }
-    if (dashboard_init(h) != 0)
-        return 1;
     return 0;
 }
 
