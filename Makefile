@@ -13,11 +13,13 @@ bootstrap:
 	@scripts/bootstrap
 
 build: bootstrap
+	@scripts/dashboard-deps
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD_DIR) -j$(JOBS)
 
 # Sanitized build (ASan+UBSan), warnings as errors, every test via ctest.
 test: bootstrap
+	@scripts/dashboard-deps
 	@cmake -S . -B $(TEST_DIR) -DHERD_SANITIZE=ON -DHERD_WERROR=ON \
 	    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(TEST_DIR) -j$(JOBS)

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dashboard.h"
 #include "exchange.h"
 #include "fleetview.h"
 #include "herd/clock.h"
@@ -645,6 +646,8 @@ api_on_request(struct http_req *req, void *ud)
         http_respond(req, 405, "text/plain", body, sizeof(body) - 1);
         return;
     }
+    if (dashboard_route(h, req))
+        return;
     if (strncmp(path, "/v1/", 4) == 0) {
         api_error(req, true, 404, NULL, "%s %s is not served by herd", method,
                   path);

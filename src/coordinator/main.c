@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "cli_pull.h"
+#include "dashboard.h"
 #include "exchange.h"
 #include "herd.h"
 #include "herd/clock.h"
@@ -318,6 +319,7 @@ on_server_freed(void *ud)
     struct herd *h = ud;
 
     h->srv = NULL;
+    dashboard_free(h);
     free_client(h);
 }
 
@@ -531,6 +533,8 @@ setup(struct herd *h)
         log_error("out of memory");
         return 1;
     }
+    if (dashboard_init(h) != 0)
+        return 1;
     return 0;
 }
 
