@@ -81,6 +81,7 @@ struct exchange {
     struct route_decision d;
     bool has_slot, routed_once;
     bool ctx_checked;
+    bool vram_noted;
     char *upgrade; /* context protection's bigger model, owned */
     /* the attempt */
     struct http_call *call;
@@ -937,6 +938,10 @@ x_dispatch(struct exchange *x)
     struct http_call_opts o = {0};
     char *payload;
 
+    if (x->d.model_index == -1 && !x->vram_noted) {
+        x->vram_noted = true;
+        x_event(x, "vram_fallback", x->d.node_id, x->d.model);
+    }
     x->routed_once = true;
     x->has_slot = true;
     if (x_context_protect(x))

@@ -70,6 +70,9 @@ describe('VRAM fallback', () => {
       assert.equal(r.headers['x-fleet-fallback'], 'llama3.1:8b');
       assert.equal(parseJson(r).model, 'llama3.1:8b');
       assert.equal((await lastSeen(fleet.byId.a.sim)).model, 'llama3.1:8b');
+      const t = await row(fleet.herd, r.headers['x-request-id']);
+      assert.ok(JSON.parse(t.events).some((e) => e.event === 'vram_fallback' && e.detail === 'llama3.1:8b'));
+      assert.equal(t.fallback_used, 1);
       // a coding model: no loaded coding model, so no substitution: it loads
       r = await post(fleet.herd.url, '/api/chat', { model: 'qwen2.5-coder:7b', messages: [{ role: 'user', content: 'x' }], stream: false });
       assert.equal(r.status, 200);
