@@ -2379,6 +2379,45 @@ dq_emit_fleet(struct dq_out *o, const struct dq_hrows *rs)
     dq_end(o, "}");
 }
 
+/* "events": {"<event>":{"count_24h":n,"count_1h":n}} from the trace
+ * column events ([{ms,event,node,detail}], herd's own), over the rows of
+ * the last 24 h (idx_traces_timestamp). */
+static const char dq_events_sql[] =
+    "SELECT json_extract(e.value, '$.event') AS ev, COUNT(*),"
+    " SUM(t.timestamp >= ?2) FROM request_traces AS t,"
+    " json_each(CASE WHEN json_valid(t.events) THEN t.events ELSE '[]' END)"
+    " AS e WHERE t.timestamp >= ?1 AND t.events IS NOT NULL"
+    " GROUP BY ev ORDER BY ev";
+
+static int
+dq_emit_events(struct dq_ctx *c, struct dq_out *o)
+{
+    struct sqlite3_stmt *st = NULL;
+    int rc = dq_prepare(c, dq_events_sql, &st, "health_stats events");
+
+    if (rc != 0)
+        return rc;
+    sqlite3_bind_double(st, 1, c->now - DASHQ_HEALTH_WINDOW_S);
+    sqlite3_bind_double(st, 2, c->now - DASHQ_HEALTH_RECENT_S);
+    dq_key(o, "events");
+    dq_begin(o, "{");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *ev = dq_col_text(st, 0);
+
+        if (ev == NULL || *ev == '\0' || strlen(ev) > 64 ||
+            strspn(ev, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(ev))
+            continue; /* herd writes plain names; anything else is skipped */
+        dq_key(o, ev);
+        dq_begin(o, "{");
+        dq_kv_int(o, "count_24h", sqlite3_column_int64(st, 1));
+        dq_kv_int(o, "count_1h", sqlite3_column_int64(st, 2));
+        dq_end(o, "}");
+    }
+    dq_end(o, "}");
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : dq_sqlfail(c, rc, "health_stats events");
+}
+
 /* See docs/internals/dashq.md for the shape. */
 static int
 dq_q_health(struct dq_ctx *c, struct dq_set *edge, struct dq_out *o)
@@ -2400,6 +2439,7 @@ dq_q_health(struct dq_ctx *c, struct dq_set *edge, struct dq_out *o)
             qsort(rs.v, rs.n, sizeof(rs.v[0]), dq_by_model_node);
         dq_emit_models(o, &rs);
         dq_emit_timeouts(o, &rs);
+        rc = dq_emit_events(c, o);
         dq_end(o, "}");
     }
     free(rs.v);

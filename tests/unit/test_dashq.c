@@ -784,6 +784,62 @@ test_tags(void **state)
     close_q(q);
 }
 
+/* Rows whose events column (herd's timeline) the health engine counts. */
+static void
+put_events(const char *id, double ts, const char *events)
+{
+    struct trace_record rec;
+
+    memset(&rec, 0, sizeof(rec));
+    rec.request_id = id;
+    rec.model = "m1";
+    rec.original_model = "m1";
+    rec.node_id = "node-a";
+    rec.score = TRACES_NULL_REAL;
+    rec.status = "completed";
+    rec.latency_ms = 10;
+    rec.ttft_ms = 5;
+    rec.prompt_tokens = rec.completion_tokens = -1;
+    rec.timestamp = ts;
+    rec.queue_wait_ms = 0;
+    rec.events = events;
+    rec.obs_latency_ms = TRACES_NULL_REAL;
+    assert_int_equal(traces_submit(tr, &rec), 0);
+}
+
+static void
+test_health_events(void **state)
+{
+    struct dashq_params p = at_now();
+    const cJSON *ev;
+    struct dashq *q;
+    cJSON *v;
+
+    (void)state;
+    put_events("e1", NOW - 60,
+               "[{\"ms\":1,\"event\":\"dispatch\"},{\"ms\":2,\"event\":"
+               "\"vram_fallback\",\"node\":\"node-a\"}]");
+    put_events("e2", NOW - 5 * HOUR,
+               "[{\"ms\":1,\"event\":\"context_stripped\"},{\"ms\":2,"
+               "\"event\":\"vram_fallback\"}]");
+    put_events("e3", NOW - 2 * DAY, "[{\"ms\":1,\"event\":\"reaped\"}]");
+    put_events("e4", NOW - 60, "[{\"ms\":1,\"event\":\"bad\\\"name\"}]");
+    put_events("e5", NOW - 60, "not json");
+    flush();
+    q = open_q(NULL);
+    v = query(q, DASHQ_HEALTH_STATS, &p);
+    ev = get(v, "events");
+    assert_true(num(get(ev, "vram_fallback"), "count_24h") == 2);
+    assert_true(num(get(ev, "vram_fallback"), "count_1h") == 1);
+    assert_true(num(get(ev, "context_stripped"), "count_24h") == 1);
+    assert_true(num(get(ev, "context_stripped"), "count_1h") == 0);
+    assert_true(num(get(ev, "dispatch"), "count_24h") == 1);
+    assert_null(json_get(ev, "reaped"));         /* older than 24 h */
+    assert_int_equal(cJSON_GetArraySize(ev), 3); /* the bad name skipped */
+    cJSON_Delete(v);
+    close_q(q);
+}
+
 static void
 test_health_stats(void **state)
 {
@@ -1745,6 +1801,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollup_matches_sql, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_params, setup, teardown),
