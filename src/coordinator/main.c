@@ -462,7 +462,8 @@ start_mdns(struct herd *h)
                      http_server_port(h->srv), txt) != 0)
         log_warn("mDNS: cannot publish %s", cfg.mdns_name);
     else
-        log_info("mDNS: announcing \"%s\" (_fleet-manager._tcp) on port %u",
+        log_info("mDNS: publishing \"%s\" (_fleet-manager._tcp, port %u) "
+                 "whenever avahi-daemon is reachable",
                  cfg.mdns_name, http_server_port(h->srv));
 }
 
