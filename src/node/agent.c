@@ -29,9 +29,10 @@
 
 #include "herd/clock.h"
 #include "herd/fsutil.h"
-#include "herd/http_client.h"
 #include "herd/json.h"
 #include "herd/mdns.h"
+
+#include "nhttp.h"
 
 #define GIB            (1024.0 * 1024.0 * 1024.0)
 #define AGENT_MDNS_MAX 8 /* coordinators remembered from mDNS */
@@ -656,11 +657,11 @@ struct agent {
     int num_parallel;
     char auth_header[600]; /* "Authorization: Bearer ..." or "" */
     /* loop resources */
-    struct http_client *http; /* owned */
-    struct probe *probe;      /* owned */
+    struct nhttp *http;  /* owned */
+    struct probe *probe; /* owned */
     uv_timer_t timer;
     bool timer_inited;
-    struct http_call *post; /* the heartbeat or drain POST in flight */
+    struct nhttp_req *post; /* the heartbeat or drain POST in flight */
     int open_parts;         /* closes still to be reported */
     void (*stop_done)(void *);
     void *stop_ud;
@@ -787,6 +788,28 @@ agent_setup_hardware(struct agent *a)
         log_info("GPU: %zu x %s via NVML", a->gpus.n, a->gpus.gpu[0].name);
 }
 
+/* A URL herd-node can use: plain http:// (nhttp has no TLS). NULL and
+ * "" mean "not set" and pass. */
+static int
+agent_check_url(const char *what, const char *url, char *err, size_t errlen)
+{
+    struct nhttp_url u;
+    char why[300];
+    int rc;
+
+    if (url == NULL || *url == '\0')
+        return 0;
+    rc = nhttp_parse_url(url, &u, why, sizeof(why));
+    if (rc == -ENOTSUP && strcmp(what, "Ollama URL") == 0)
+        snprintf(err, errlen,
+                 "Ollama URL %.300s: https is not supported by herd-node; "
+                 "Ollama itself serves plain http (http://localhost:11434)",
+                 url);
+    else if (rc != 0)
+        snprintf(err, errlen, "%s %s", what, why);
+    return rc;
+}
+
 struct agent *
 agent_new(uv_loop_t *loop, const struct agent_config *cfg, char *err,
           size_t errlen)
@@ -806,6 +829,9 @@ agent_new(uv_loop_t *loop, const struct agent_config *cfg, char *err,
         snprintf(err, errlen, "router URL is over %d bytes", AGENT_URL_MAX);
         return NULL;
     }
+    if (agent_check_url("Ollama URL", cfg->ollama_host, err, errlen) != 0 ||
+        agent_check_url("router URL", cfg->router_url, err, errlen) != 0)
+        return NULL;
     a = calloc(1, sizeof(*a));
     if (a == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1037,7 +1063,7 @@ agent_mdns_close(struct agent *a)
 static void
 agent_mdns_rebrowse(struct agent *a)
 {
-    char err[256];
+    char err[400];
 
     log_info("coordinator at %s failed %" PRIu64 " heartbeats; browsing "
              "mDNS again",
@@ -1130,17 +1156,16 @@ agent_capacity(struct agent *a, double now, double cpu,
     return d;
 }
 
-static void agent_on_post_done(struct http_call *call, int err,
+static void agent_on_post_done(struct nhttp_req *call, int err,
                                const char *errmsg, void *ud);
 
 static void
 agent_post(struct agent *a, const char *what, unsigned connect_ms,
            unsigned total_ms)
 {
-    const char *headers[4] = {"Content-Type: application/json", "Expect:", NULL,
-                              NULL};
+    const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
     char url[AGENT_URL_MAX + 16], err[256];
-    struct http_call_opts o = {
+    struct nhttp_opts o = {
         .method = "POST",
         .url = url,
         .headers = headers,
@@ -1154,9 +1179,9 @@ agent_post(struct agent *a, const char *what, unsigned connect_ms,
     };
 
     if (a->auth_header[0] != '\0')
-        headers[2] = a->auth_header;
+        headers[1] = a->auth_header;
     snprintf(url, sizeof(url), "%s/heartbeat", a->router_url);
-    a->post = http_call_start(a->http, &o, err, sizeof(err));
+    a->post = nhttp_start(a->http, &o, err, sizeof(err));
     if (a->post == NULL) {
         log_warn("%s: cannot start the POST to %s: %s", what, url, err);
         if (a->state == AGENT_DRAINING)
@@ -1308,11 +1333,11 @@ agent_write_ready(struct agent *a)
 }
 
 static void
-agent_on_post_done(struct http_call *call, int err, const char *errmsg,
+agent_on_post_done(struct nhttp_req *call, int err, const char *errmsg,
                    void *ud)
 {
     struct agent *a = ud;
-    int status = call != NULL ? http_call_status(call) : 0;
+    int status = call != NULL ? nhttp_status(call) : 0;
     enum log_level lvl;
     char msg[512];
     const char *body;
@@ -1333,7 +1358,7 @@ agent_on_post_done(struct http_call *call, int err, const char *errmsg,
                           a->token[0] != '\0', msg, sizeof(msg), &lvl))
         log_msg(lvl, "%s", msg);
     if (err == 0 && status == 200) {
-        body = http_call_body(call, &len);
+        body = nhttp_body(call, &len);
         agent_handle_reply(a, body, len);
         agent_write_ready(a);
     }
@@ -1351,9 +1376,9 @@ agent_start(struct agent *a, char *err, size_t errlen)
     double cpu;
     int rc;
 
-    a->http = http_client_new(a->loop);
+    a->http = nhttp_new(a->loop);
     if (a->http == NULL) {
-        snprintf(err, errlen, "HTTP client: libcurl could not be initialised");
+        snprintf(err, errlen, "HTTP client: out of memory");
         return -ENOMEM;
     }
     a->probe = probe_new(a->http, a->ollama_host);
@@ -1406,7 +1431,7 @@ agent_close(struct agent *a)
     agent_mdns_close(a);
     if (a->http != NULL) {
         a->open_parts++;
-        http_client_free(a->http, agent_on_part_closed, a);
+        nhttp_free(a->http, agent_on_part_closed, a);
         a->http = NULL;
     }
     if (a->timer_inited) {
@@ -1431,7 +1456,7 @@ agent_stop(struct agent *a, void (*done)(void *ud), void *ud)
         uv_timer_stop(&a->timer);
     a->armed = false;
     if (a->post != NULL) {
-        http_call_cancel(a->post);
+        nhttp_cancel(a->post);
         a->post = NULL;
     }
     probe_free(a->probe); /* cancels a running cycle */

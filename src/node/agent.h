@@ -138,7 +138,7 @@ struct agent_link_state {
 };
 
 /*
- * Records one attempt's outcome (err and errmsg as http_call_done_cb
+ * Records one attempt's outcome (err and errmsg as nhttp_done_cb
  * gives them; status the HTTP status when err is 0; url the coordinator,
  * for the message). Returns true when
  * the link changed state and the change deserves one log line, written
@@ -182,7 +182,8 @@ struct agent;
 
 /* Reads the machine's CPU, GPUs and memory size and loads the capacity
  * state; touches no loop resource. NULL with a sentence in err on bad
- * settings. The strings of cfg are copied. */
+ * settings (an Ollama or router URL that is not plain http:// included:
+ * herd-node has no TLS). The strings of cfg are copied. */
 struct agent *agent_new(uv_loop_t *loop, const struct agent_config *cfg,
                         char *err, size_t errlen);
 

@@ -710,6 +710,34 @@ test_override_decision(void **state)
     assert_true(capacity_routable(&d));
 }
 
+/* herd-node has no TLS: an https URL is refused at once, with the reason. */
+static void
+test_new_refuses_https(void **state)
+{
+    struct agent_config c = {
+        .node_id = "n1",
+        .ollama_host = "http://localhost:11434",
+        .router_url = "https://10.0.0.5:11435",
+        .data_dir = "/nonexistent/herd-test",
+        .interval_s = 5,
+        .num_parallel = 1,
+    };
+    char err[512] = "";
+
+    (void)state;
+    assert_null(agent_new(NULL, &c, err, sizeof(err)));
+    assert_non_null(strstr(err, "router URL https://10.0.0.5:11435: https is "
+                                "not supported by herd-node; put the "
+                                "coordinator behind plain http on the LAN or "
+                                "use a local proxy"));
+    c.router_url = "";
+    c.ollama_host = "HTTPS://gpu-box:11434";
+    err[0] = '\0';
+    assert_null(agent_new(NULL, &c, err, sizeof(err)));
+    assert_non_null(strstr(err, "Ollama URL HTTPS://gpu-box:11434: https is "
+                                "not supported"));
+}
+
 int
 main(void)
 {
@@ -725,6 +753,7 @@ main(void)
         cmocka_unit_test(test_link_logs_on_change_only),
         cmocka_unit_test(test_override_file),
         cmocka_unit_test(test_override_decision),
+        cmocka_unit_test(test_new_refuses_https),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

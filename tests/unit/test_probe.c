@@ -144,8 +144,7 @@ on_cycle(struct probe *p, const struct probe_state *st, void *ud)
 }
 
 static void
-run_cycle(uv_loop_t *loop, struct http_client *hc, const char *url,
-          struct cycle *c)
+run_cycle(uv_loop_t *loop, struct nhttp *hc, const char *url, struct cycle *c)
 {
     struct probe *p = probe_new(hc, url);
 
@@ -210,7 +209,7 @@ test_cycle_against_herd_sim(void **state)
 {
     char dir[] = "/tmp/test_probe.XXXXXX", url[300], cmd[600];
     uv_loop_t loop;
-    struct http_client *hc;
+    struct nhttp *hc;
     struct cycle c;
     bool closed = false;
     pid_t pid;
@@ -220,7 +219,7 @@ test_cycle_against_herd_sim(void **state)
     assert_non_null(mkdtemp(dir));
     pid = start_sim(url, sizeof(url), dir);
     uv_loop_init(&loop);
-    hc = http_client_new(&loop);
+    hc = nhttp_new(&loop);
     assert_non_null(hc);
 
     run_cycle(&loop, hc, url, &c);
@@ -250,7 +249,7 @@ test_cycle_against_herd_sim(void **state)
     assert_int_equal(c.n_loaded, 0);
     assert_non_null(strstr(c.st.error, "/"));
 
-    http_client_free(hc, loop_closed, &closed);
+    nhttp_free(hc, loop_closed, &closed);
     while (!closed)
         uv_run(&loop, UV_RUN_ONCE);
     uv_run(&loop, UV_RUN_DEFAULT);
