@@ -153,7 +153,10 @@ api_heartbeat(struct herd *h, struct http_req *req)
         return;
     }
     h->stats.heartbeats++;
-    router_fleet_changed(h->router);
+    if (reply.created)
+        router_fleet_changed(h->router);
+    else
+        router_node_changed(h->router, reply.node_id);
     buf_init(&b, 4096);
     api_json(req, 200, &b, registry_reply_json(&reply, &b));
     buf_cleanup(&b);

@@ -90,7 +90,7 @@ static struct cfg_opt opts[] = {
     {"max-body", 0, "FLEET_MAX_BODY", NULL, CFG_SIZE, &cfg.max_body, "32MiB", 0,
      0, "SIZE", "Largest request body; bigger ones get 413."},
     {"max-header", 0, "FLEET_MAX_HEADER", NULL, CFG_SIZE, &cfg.max_header,
-     "64KiB", 0, 0, "SIZE", "Largest request line + headers; bigger: 431."},
+     "16KiB", 0, 0, "SIZE", "Largest request line + headers; bigger: 431."},
     {"max-line", 0, "FLEET_MAX_UPSTREAM_LINE", NULL, CFG_SIZE,
      &cfg.max_upstream_line, "16MiB", 0, 0, "SIZE",
      "Largest NDJSON line accepted from a node."},

@@ -48,6 +48,9 @@ struct router {
     size_t n, cap;
     struct scorer_node *nodes;
     const struct registry_node **rn;
+    /* each node's room in the arenas below, so that a heartbeat can
+     * refresh its node in place (router_node_changed) */
+    uint32_t *ld_room, *ul_room;
     struct scorer_result *results, *results2;
     struct scorer_loaded *loaded;
     size_t n_loaded_cap;
@@ -103,6 +106,8 @@ router_free_mem(struct router *r)
     free(r->nh);
     free(r->nodes);
     free(r->rn);
+    free(r->ld_room);
+    free(r->ul_room);
     free(r->results);
     free(r->results2);
     free(r->loaded);
@@ -223,6 +228,9 @@ router_fill_node(struct scorer_node *sn, const struct registry_node *n,
     sn->num_parallel = hb->num_parallel > 0 ? (uint32_t)hb->num_parallel : 1;
 }
 
+/* Arena room per node: its count and some slack, for in-place refresh. */
+#define ROOM_SLACK 4
+
 static int
 router_rebuild(struct router *r)
 {
@@ -232,12 +240,14 @@ router_rebuild(struct router *r)
     for (size_t i = 0; i < n; i++) {
         const struct registry_node *rn = registry_node_at(reg, i);
 
-        nl += rn->hb.n_loaded;
-        nu += rn->n_unloaded;
+        nl += rn->hb.n_loaded + ROOM_SLACK;
+        nu += rn->n_unloaded + ROOM_SLACK;
     }
     if (router_grow((void **)&r->nodes, &r->cap, n, sizeof(*r->nodes)) ||
         (r->cap > 0 &&
          (!(r->rn = realloc(r->rn, r->cap * sizeof(*r->rn))) ||
+          !(r->ld_room = realloc(r->ld_room, r->cap * sizeof(*r->ld_room))) ||
+          !(r->ul_room = realloc(r->ul_room, r->cap * sizeof(*r->ul_room))) ||
           !(r->results = realloc(r->results, r->cap * sizeof(*r->results))) ||
           !(r->results2 =
                 realloc(r->results2, r->cap * sizeof(*r->results2))))) ||
@@ -250,12 +260,41 @@ router_rebuild(struct router *r)
 
         r->rn[i] = rn;
         router_fill_node(&r->nodes[i], rn, r->loaded + ol, r->unl + ou);
-        ol += rn->hb.n_loaded;
-        ou += rn->n_unloaded;
+        r->ld_room[i] = (uint32_t)(rn->hb.n_loaded + ROOM_SLACK);
+        r->ul_room[i] = (uint32_t)(rn->n_unloaded + ROOM_SLACK);
+        ol += r->ld_room[i];
+        ou += r->ul_room[i];
     }
     r->n = n;
     r->stale = false;
     return 0;
+}
+
+void
+router_node_changed(struct router *r, const char *node_id)
+{
+    const struct registry_node *rn = registry_find(r->h->reg, node_id);
+    size_t i = 0;
+
+    if (!r->stale) {
+        /* the same node (pointer) at the same place, with room for its
+         * new lists: refresh it alone; anything else: rebuild it all */
+        while (i < r->n && r->rn[i] != rn)
+            i++;
+        if (rn == NULL || i == r->n || rn->hb.n_loaded > r->ld_room[i] ||
+            rn->n_unloaded > r->ul_room[i] ||
+            registry_node_at(r->h->reg, i) != rn)
+            r->stale = true;
+        else
+            router_fill_node(&r->nodes[i], rn,
+                             (struct scorer_loaded *)r->nodes[i].loaded,
+                             (struct scorer_unloaded *)r->nodes[i].unloaded);
+    }
+    if (r->n_held > 0) {
+        r->wake_budget = SIZE_MAX;
+        if (!uv_is_active((uv_handle_t *)&r->wake_timer))
+            uv_timer_start(&r->wake_timer, router_on_wake_timer, 0, 0);
+    }
 }
 
 void

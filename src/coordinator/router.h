@@ -71,6 +71,9 @@ void router_free(struct router *r, void (*closed)(void *), void *ud);
 /* The registry changed (heartbeat, status change, removal). Held
  * requests are retried once the loop comes round. */
 void router_fleet_changed(struct router *r);
+/* One node's heartbeat was accepted: refreshes that node alone when it
+ * can (the common case at 1,000 nodes), else the whole snapshot. */
+void router_node_changed(struct router *r, const char *node_id);
 
 void route_decision_init(struct route_decision *d);
 void route_decision_cleanup(struct route_decision *d);
