@@ -480,16 +480,26 @@ router_is_hot(const struct router *r, const struct scorer_result *res,
     return false;
 }
 
-/* Index into out of the best eligible result with a free slot, or -1. */
+/* Index into out of the best eligible result with a free slot, or -1.
+ * The scorer sorts only the best SCORER_SORTED; past them, the best free
+ * one is found by comparison. */
 static int
 router_pick(const struct router *r, const struct scorer_result *out,
             int eligible)
 {
-    for (int i = 0; i < eligible; i++) {
+    int sorted = eligible < SCORER_SORTED ? eligible : SCORER_SORTED;
+    int best = -1;
+
+    for (int i = 0; i < sorted; i++) {
         if (router_slot_free(r, &out[i]))
             return i;
     }
-    return -1;
+    for (int i = sorted; i < eligible; i++) {
+        if (router_slot_free(r, &out[i]) &&
+            (best < 0 || scorer_rank_cmp(&out[i], &out[best]) < 0))
+            best = i;
+    }
+    return best;
 }
 
 static bool

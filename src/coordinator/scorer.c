@@ -550,6 +550,49 @@ scorer_cmp(const void *pa, const void *pb)
     return a->node < b->node ? -1 : a->node > b->node ? 1 : 0;
 }
 
+static void
+scorer_swap_res(struct scorer_result *a, struct scorer_result *b)
+{
+    struct scorer_result t = *a;
+
+    *a = *b;
+    *b = t;
+}
+
+/* Moves the k best of a[0..n) to a[0..k), in no order (quickselect;
+ * scorer_cmp is a total order: the node index breaks every tie). */
+static void
+scorer_select_top(struct scorer_result *a, size_t n, size_t k)
+{
+    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, want = (ptrdiff_t)k - 1;
+
+    while (lo < hi) {
+        struct scorer_result pv = a[lo + (hi - lo) / 2];
+        ptrdiff_t i = lo, j = hi;
+
+        while (i <= j) {
+            while (scorer_cmp(&a[i], &pv) < 0)
+                i++;
+            while (scorer_cmp(&a[j], &pv) > 0)
+                j--;
+            if (i <= j)
+                scorer_swap_res(&a[i++], &a[j--]);
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break;
+    }
+}
+
+int
+scorer_rank_cmp(const struct scorer_result *a, const struct scorer_result *b)
+{
+    return scorer_cmp(a, b);
+}
+
 int
 scorer_score(const struct scorer_node *nodes, size_t n,
              const struct scorer_request *req, const struct scorer_weights *w,
@@ -568,12 +611,21 @@ scorer_score(const struct scorer_node *nodes, size_t n,
     fleet_size = scorer_fleet_loaded_size(nodes, n, req->model);
     if (fleet_size <= 0)
         fleet_size = scorer_estimate_size_gb(req->model);
-    for (size_t i = 0; i < n; i++) {
-        scorer_one(nodes, i, req, w, median_bw, fleet_size, &out[i]);
-        if (out[i].eliminated == NULL)
-            eligible++;
+    /* eligible results from the front, eliminated ones from the back */
+    for (size_t i = 0, back = n; i < n; i++) {
+        struct scorer_result r;
+
+        scorer_one(nodes, i, req, w, median_bw, fleet_size, &r);
+        out[r.eliminated == NULL ? (size_t)eligible++ : --back] = r;
     }
-    qsort(out, n, sizeof(*out), scorer_cmp);
+    for (size_t a = (size_t)eligible, b = n; a + 1 < b; a++, b--)
+        scorer_swap_res(&out[a], &out[b - 1]); /* back to input order */
+    if ((size_t)eligible > SCORER_SORTED) {
+        scorer_select_top(out, (size_t)eligible, SCORER_SORTED);
+        qsort(out, SCORER_SORTED, sizeof(*out), scorer_cmp);
+    } else {
+        qsort(out, (size_t)eligible, sizeof(*out), scorer_cmp);
+    }
     return eligible;
 }
 

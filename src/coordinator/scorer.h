@@ -160,13 +160,24 @@ void scorer_weights_default(struct scorer_weights *w);
 
 /*
  * Scores every node for req. out must hold n results; it is filled with
- * one result per node: the eligible ones first, best first, then the
- * eliminated ones in input order (their breakdown is still computed).
+ * one result per node: the eligible ones first, then the eliminated ones
+ * in input order (their breakdown is still computed). Of the eligible
+ * ones, the first min(eligible, SCORER_SORTED) are sorted best first and
+ * every later one ranks below them, in no particular order: a decision
+ * needs the best few, and sorting a large fleet whole cost more than the
+ * scoring itself (use scorer_rank_cmp to compare the rest).
  * Equal totals go to the node with fewer in-flight requests, then to the
  * smaller random value derived from req->seed. Returns the number of
  * eligible nodes (0 when none, or when n is 0), or -EINVAL for NULL
  * arguments. Reads only its arguments: safe from any thread.
  */
+#define SCORER_SORTED 64
+
+/* The ranking order: < 0 when a ranks before b (eligible first, higher
+ * total, fewer in flight, smaller tie-break, lower node index). */
+int scorer_rank_cmp(const struct scorer_result *a,
+                    const struct scorer_result *b);
+
 int scorer_score(const struct scorer_node *nodes, size_t n,
                  const struct scorer_request *req,
                  const struct scorer_weights *w, struct scorer_result *out);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "scorer.h"
@@ -1161,10 +1162,66 @@ test_large_fleet(void **state)
         assert_true(out[i].b.total >= out[i + 1].b.total);
 }
 
+/* A large fleet: the best SCORER_SORTED come first, sorted; every other
+ * eligible node ranks below them; the eliminated ones follow in input
+ * order. */
+static void
+test_large_fleet_top_sorted(void **state)
+{
+    enum { N = 700 };
+    static struct scorer_node nodes[N];
+    static struct scorer_loaded ld[N];
+    static char ids[N][16];
+    static struct scorer_result out[N];
+    static const char *const avail[] = {"m:7b"};
+    struct scorer_weights w;
+    struct scorer_request r = {.model = "m:7b", .now_ns = 1, .seed = 7};
+    int eligible, n_elim = 0;
+
+    (void)state;
+    scorer_weights_default(&w);
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "n%d", i);
+        memset(&nodes[i], 0, sizeof(nodes[i]));
+        nodes[i].id = ids[i];
+        nodes[i].has_ollama = true;
+        nodes[i].mem_total_gb = 64;
+        nodes[i].mem_available_gb = 8 + (i * 37) % 50; /* varied fit */
+        nodes[i].in_flight = (uint32_t)(i % 4);
+        nodes[i].num_parallel = 4;
+        nodes[i].available = avail;
+        nodes[i].n_available = 1;
+        if (i % 3 == 0) { /* hot on a third */
+            ld[i].name = "m:7b";
+            ld[i].size_gb = 5;
+            nodes[i].loaded = &ld[i];
+            nodes[i].n_loaded = 1;
+        }
+        if (i % 10 == 9) { /* every tenth offline */
+            nodes[i].status = SCORER_OFFLINE;
+            n_elim++;
+        }
+    }
+    eligible = scorer_score(nodes, N, &r, &w, out);
+    assert_int_equal(eligible, N - n_elim);
+    for (int i = 1; i < SCORER_SORTED; i++)
+        assert_true(scorer_rank_cmp(&out[i - 1], &out[i]) < 0);
+    for (int i = SCORER_SORTED; i < eligible; i++) {
+        assert_null(out[i].eliminated);
+        assert_true(scorer_rank_cmp(&out[SCORER_SORTED - 1], &out[i]) < 0);
+    }
+    for (int i = eligible; i < N; i++) {
+        assert_non_null(out[i].eliminated);
+        if (i > eligible)
+            assert_true(out[i - 1].node < out[i].node);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_large_fleet_top_sorted),
         cmocka_unit_test(test_no_nodes),
         cmocka_unit_test(test_hot_beats_cold),
         cmocka_unit_test(test_warm_after_unload),
