@@ -665,6 +665,11 @@ http_client_new(uv_loop_t *loop)
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, http_client_on_timer);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    /* curl's default keeps 4 idle connections per running transfer, so a
+     * load that ebbs closes connections it will reopen a moment later; a
+     * fixed pool of 256 keeps a busy node's connections warm without
+     * hoarding thousands after a burst. */
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 256L);
     uv_timer_init(loop, &c->timer);
     uv_timer_init(loop, &c->kick);
     c->timer.data = c;

@@ -37,6 +37,11 @@
 #include "herd/json.h"
 #include "herd/log.h"
 
+/* The writer waits up to this long for more rows when it wakes to only a
+ * few: batches of many rows per transaction cost far fewer page writes. */
+#define TRACES_LINGER_NS   (10 * 1000000LL)
+#define TRACES_LINGER_ROWS 256
+
 #define TRACES_PATH_MAX      4096
 #define TRACES_ERR_MAX       256
 #define TRACES_P75_MAX_PAIRS 65536 /* node:model pairs tracked */
@@ -854,6 +859,8 @@ traces_writer(void *arg)
     every = (uint64_t)t->opts.prune_interval_s * (uint64_t)NS_PER_SEC;
     if (t->opts.retention_days > 0)
         next_prune = clock_mono_ns(); /* prune once at start */
+    bool lingered = false;
+
     for (;;) {
         struct traces_item *list = NULL;
         uint64_t n = 0, written = 0, failed = 0, pruned = 0, gen = 0;
@@ -882,6 +889,17 @@ traces_writer(void *arg)
             }
             continue;
         }
+        if (take && !lingered && !t->stopping &&
+            t->depth < TRACES_LINGER_ROWS) {
+            /* a few rows only: wait a moment for more, so that a steady
+             * stream of requests commits in batches, not row by row (a
+             * flush, a prune or close wakes this at once) */
+            lingered = true;
+            traces_abs_mono(&ts, clock_mono_ns() + TRACES_LINGER_NS);
+            pthread_cond_timedwait(&t->wake, &t->mu, &ts);
+            continue;
+        }
+        lingered = false;
         if (take) {
             list = t->head;
             n = t->depth;
