@@ -29,6 +29,13 @@ test: bootstrap
 demo: build
 	@scripts/demo $(BUILD_DIR)
 
+# Benchmarks, not tests: an optimised build in build-bench/, then herd next
+# to a direct connection and nginx; writes bench/results/latest.md (about 9 min).
+bench:
+	@scripts/bootstrap --bench
+	@scripts/dashboard-deps
+	@bench/run
+
 format:
 	@clang-format -i include/herd/*.h src/*/*.[ch] tests/unit/*.[ch]
 
