@@ -119,3 +119,39 @@ describe('bad input (fault-tolerance rules)', () => {
     }
   });
 });
+
+describe('deadlines and the reaper', () => {
+  it('a stream that stalls past FLEET_STREAM_IDLE_TIMEOUT ends with an in-band error; the slot is freed; the trace says why', async () => {
+    const fleet = await startFleet({ nodes: [{ id: 'a', timeScale: '0.01' }], herdArgs: ['--stream-idle-timeout', '0.5'] });
+    try {
+      // 2,000x slower: a token every few seconds, so the stream stalls
+      assert.equal((await post(fleet.byId.a.sim.url, '/_sim/fault', { kind: 'slow', factor: 2000, count: 1 })).status, 200);
+      const r = await post(fleet.herd.url, '/api/chat', { model: M, messages: [{ role: 'user', content: 'x' }], options: { num_predict: 50 } }, { timeoutMs: 30000 });
+      assert.equal(r.status, 200);
+      const lines = ndjson(r.body);
+      assert.match(lines.at(-1).error, /stalled/);
+      await waitFor(async () => parseJson(await get(fleet.herd.url, '/fleet/queue')).in_flight === 0, { what: 'slot freed' });
+      const row = await waitFor(() => sql(fleet.herd.db, `SELECT * FROM request_traces WHERE request_id='${r.headers['x-request-id']}'`)[0], { what: 'trace' });
+      assert.equal(row.status, 'failed');
+      assert.ok(JSON.parse(row.events).some((e) => e.event === 'reaped'));
+    } finally {
+      await post(fleet.byId.a.sim.url, '/_sim/fault', { kind: 'none' }).catch(() => {});
+      await fleet.stop();
+    }
+  });
+
+  it('a request past FLEET_REQUEST_TIMEOUT is ended: 504 when nothing was sent yet', async () => {
+    const fleet = await startFleet({ nodes: [{ id: 'a', timeScale: '1' }], herdArgs: ['--request-timeout', '1'] });
+    try {
+      // 100x slower tokens: the answer would take many seconds
+      assert.equal((await post(fleet.byId.a.sim.url, '/_sim/fault', { kind: 'slow', factor: 100, count: 1 })).status, 200);
+      const r = await post(fleet.herd.url, '/api/chat', { model: M, messages: [{ role: 'user', content: 'x' }], stream: false, options: { num_predict: 60 } }, { timeoutMs: 30000 });
+      assert.equal(r.status, 504);
+      assert.match(parseJson(r).error, /deadline exceeded/);
+      await waitFor(async () => parseJson(await get(fleet.herd.url, '/fleet/queue')).in_flight === 0, { what: 'slot freed' });
+      await waitFor(async () => JSON.parse((await get(fleet.byId.a.sim.url, '/_sim/state')).body).active === 0, { what: 'the node saw the abort' });
+    } finally {
+      await fleet.stop();
+    }
+  });
+});
