@@ -891,6 +891,9 @@ struct metrics_nvml_util {
     unsigned int gpu, memory; /* nvmlUtilization_t, percent */
 };
 
+/* NVML_ERROR_NOT_SUPPORTED: memory info on a unified-memory GPU. */
+#define METRICS_NVML_NOT_SUPPORTED 3
+
 struct metrics_nvml {
     void *dl; /* owned: dlclose'd by metrics_nvml_close */
     metrics_nvml_ret (*init)(void);
@@ -976,10 +979,19 @@ metrics_read_gpus(const struct metrics *m, struct metrics_gpus *out)
         struct metrics_nvml_memory mem;
         struct metrics_nvml_util util;
         metrics_nvml_dev dev;
+        metrics_nvml_ret rc;
 
         memset(g, 0, sizeof(*g));
-        if (nv->handle(i, &dev) != 0 || nv->memory(dev, &mem) != 0)
-            continue;
+        if (nv->handle(i, &dev) != 0)
+            continue; /* not ours (NO_PERMISSION) or gone: skipped */
+        rc = nv->memory(dev, &mem);
+        if (rc == METRICS_NVML_NOT_SUPPORTED) {
+            /* A unified-memory GPU (NVIDIA GB10, DGX Spark) has no VRAM
+             * of its own and NVML says so: keep it, with VRAM 0. */
+            mem.total = mem.used = 0;
+        } else if (rc != 0) {
+            continue; /* GPU_IS_LOST and the like: skipped */
+        }
         if (nv->name(dev, g->name, sizeof(g->name)) != 0)
             g->name[0] = '\0';
         g->name[sizeof(g->name) - 1] = '\0';

@@ -165,7 +165,11 @@ int metrics_lan_ip(char *out, size_t n);
 int metrics_gpu_open(struct metrics *m, const char *libname);
 
 /* Name, VRAM and utilisation of up to METRICS_GPU_MAX NVIDIA GPUs.
- * Without NVML: out->n = 0 and 0. A device NVML fails on is skipped.
+ * Without NVML: out->n = 0 and 0. A device whose handle or memory info
+ * NVML fails on is skipped, except that memory info "not supported"
+ * (unified memory, NVIDIA GB10) keeps it with VRAM 0. A failed name
+ * gives "", a failed utilisation utilization_valid = false; a name that
+ * fills NVML's buffer without a NUL is cut to METRICS_GPU_NAME - 1.
  * Always returns 0. */
 int metrics_read_gpus(const struct metrics *m, struct metrics_gpus *out);
 

@@ -1,6 +1,8 @@
 /*
  * test_metrics_linux.c - host metrics parsed from fixture /proc and /sys
- * trees that each test writes under its own temporary root.
+ * trees that each test writes under its own temporary root, and the NVML
+ * path run through dlopen against tests/unit/nvml_stub.c (HERD_NVML_STUB,
+ * built and passed in by CMakeLists.txt).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,14 +11,24 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include <cjson/cJSON.h>
+
+#include "herd/buf.h"
 #include "herd/fsutil.h"
+#include "agent.h"
 #include "metrics_linux.h"
+
+#ifndef HERD_NVML_STUB
+#error "HERD_NVML_STUB: the NVML stand-in's path, set by CMakeLists.txt"
+#endif
 
 static char root[256];
 
@@ -602,6 +614,296 @@ test_gpu_default(void **state)
     assert_null(m.nvml);
 }
 
+/* ------------------------------------------------------------------ */
+/* NVML present: tests/unit/nvml_stub.c through a real dlopen          */
+
+#define GIB       (1024ULL * 1024 * 1024)
+#define STUB_NAME "NVIDIA H100 80GB HBM3"
+
+/* True while the stand-in is mapped in this process. */
+static bool
+stub_loaded(void)
+{
+    void *h = dlopen(HERD_NVML_STUB, RTLD_NOW | RTLD_NOLOAD);
+
+    if (h == NULL)
+        return false;
+    dlclose(h);
+    return true;
+}
+
+/* The stub's nvml_stub_count(what), through the test's own handle. */
+static int
+stub_count(void *h, const char *what)
+{
+    int (*fn)(const char *);
+    void *sym = dlsym(h, "nvml_stub_count");
+
+    assert_non_null(sym);
+    memcpy(&fn, &sym, sizeof(fn));
+    return fn(what);
+}
+
+struct stub_run {
+    int open_rc;     /* metrics_gpu_open() */
+    int inits;       /* nvmlInit_v2 calls */
+    int shutdowns;   /* nvmlShutdown calls */
+    int name_length; /* the buffer size nvmlDeviceGetName was given */
+    struct metrics_gpus g;
+};
+
+/*
+ * One open / read / cleanup cycle on the stand-in with
+ * HERD_NVML_STUB_MODE=mode (NULL: two healthy GPUs). The test holds a
+ * reference of its own meanwhile, so the stub's counters can be read
+ * after metrics_cleanup(). Checked for every mode: open either keeps
+ * NVML or leaves m.nvml NULL, a second open answers the same, no init is
+ * left without its shutdown, and once the test drops its reference the
+ * library is unmapped, so metrics_cleanup() (or the failed open) did
+ * dlclose it. A missing shutdown would also leak the stub's session
+ * block, which LeakSanitizer reports.
+ */
+static void
+stub_run(const char *mode, struct stub_run *r)
+{
+    struct metrics m;
+    void *h;
+
+    memset(r, 0, sizeof(*r));
+    assert_false(stub_loaded());
+    if (mode != NULL)
+        assert_int_equal(setenv("HERD_NVML_STUB_MODE", mode, 1), 0);
+    h = dlopen(HERD_NVML_STUB, RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(h);
+    init_root(&m);
+    r->open_rc = metrics_gpu_open(&m, HERD_NVML_STUB);
+    if (r->open_rc == 0) {
+        assert_non_null(m.nvml);
+        assert_int_equal(stub_count(h, "live"), 1);
+    } else {
+        assert_null(m.nvml);
+        assert_int_equal(stub_count(h, "live"), 0);
+    }
+    assert_int_equal(metrics_gpu_open(&m, HERD_NVML_STUB), r->open_rc);
+    assert_int_equal(metrics_read_gpus(&m, &r->g), 0);
+    metrics_cleanup(&m);
+    assert_null(m.nvml);
+    r->inits = stub_count(h, "init");
+    r->shutdowns = stub_count(h, "shutdown");
+    r->name_length = stub_count(h, "name_length");
+    assert_int_equal(stub_count(h, "live"), 0);
+    assert_int_equal(dlclose(h), 0);
+    assert_false(stub_loaded());
+    assert_int_equal(unsetenv("HERD_NVML_STUB_MODE"), 0);
+}
+
+static void
+assert_stub_gpu(const struct metrics_gpu *g, unsigned used_gib, unsigned util)
+{
+    assert_string_equal(g->name, STUB_NAME);
+    assert_true(g->vram_total_bytes == 80 * GIB);
+    assert_true(g->vram_used_bytes == used_gib * GIB);
+    assert_true(g->utilization_valid);
+    assert_int_equal(g->utilization_pct, util);
+}
+
+/* Two GPUs, every value as the stub reports it (the NVML struct layouts
+ * match: used is not taken for free). Opened once, shut down once. */
+static void
+test_gpu_stub_present(void **state)
+{
+    struct stub_run r;
+
+    (void)state;
+    stub_run(NULL, &r);
+    assert_int_equal(r.open_rc, 0);
+    assert_int_equal(r.inits, 1); /* the second open did not init again */
+    assert_int_equal(r.shutdowns, 1);
+    assert_int_equal(r.g.n, 2);
+    assert_stub_gpu(&r.g.gpu[0], 10, 40);
+    assert_stub_gpu(&r.g.gpu[1], 30, 60);
+}
+
+/* The heartbeat's "gpu" block for GPUs read through NVML: one object,
+ * the first GPU's name, the count, VRAM sums in GiB and the mean of the
+ * utilisations NVML gave (null if none), which is what the
+ * coordinator's registry_parse_gpu() reads back. Returns the parsed
+ * payload; *gpu points into it. */
+static cJSON *
+payload_gpu(const struct metrics_gpus *g, const cJSON **gpu)
+{
+    struct agent_sample s = {.node_id = "gpu-box", .gpus = g};
+    struct buf b;
+    cJSON *hb;
+
+    buf_init(&b, AGENT_PAYLOAD_MAX);
+    assert_int_equal(agent_payload_json(&s, &b), 0);
+    hb = cJSON_ParseWithLength(b.data, b.len);
+    buf_cleanup(&b);
+    assert_non_null(hb);
+    *gpu = cJSON_GetObjectItemCaseSensitive(hb, "gpu");
+    assert_non_null(*gpu);
+    return hb;
+}
+
+static double
+gpu_num(const cJSON *gpu, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(gpu, key);
+
+    assert_true(cJSON_IsNumber(v));
+    return v->valuedouble;
+}
+
+static void
+test_gpu_stub_heartbeat(void **state)
+{
+    const cJSON *gpu, *name;
+    struct stub_run r;
+    char chip[METRICS_MODEL_MAX + METRICS_GPU_NAME + 8];
+    cJSON *hb;
+
+    (void)state;
+    stub_run(NULL, &r);
+    hb = payload_gpu(&r.g, &gpu);
+    assert_true(cJSON_IsObject(gpu));
+    name = cJSON_GetObjectItemCaseSensitive(gpu, "name");
+    assert_true(cJSON_IsString(name));
+    assert_string_equal(name->valuestring, STUB_NAME);
+    assert_true(gpu_num(gpu, "count") == 2);
+    assert_true(fabs(gpu_num(gpu, "vram_total_gb") - 160.0) < 1e-9);
+    assert_true(fabs(gpu_num(gpu, "vram_used_gb") - 40.0) < 1e-9);
+    assert_true(fabs(gpu_num(gpu, "utilization_pct") - 50.0) < 1e-9);
+    cJSON_Delete(hb);
+    agent_chip("AMD EPYC 9654", &r.g, chip, sizeof(chip));
+    assert_string_equal(chip, "AMD EPYC 9654 + " STUB_NAME);
+
+    /* Device 1 without utilisation: the mean is over device 0 alone. */
+    stub_run("dev1_util", &r);
+    hb = payload_gpu(&r.g, &gpu);
+    assert_true(gpu_num(gpu, "count") == 2);
+    assert_true(fabs(gpu_num(gpu, "utilization_pct") - 40.0) < 1e-9);
+    cJSON_Delete(hb);
+
+    /* nvmlInit failed: "gpu": null, the CPU model alone for chip. */
+    stub_run("init_fail", &r);
+    hb = payload_gpu(&r.g, &gpu);
+    assert_true(cJSON_IsNull(gpu));
+    cJSON_Delete(hb);
+    agent_chip("AMD EPYC 9654", &r.g, chip, sizeof(chip));
+    assert_string_equal(chip, "AMD EPYC 9654");
+}
+
+/* No driver: absent (-ENOENT), dlclose'd, and no shutdown owed. No
+ * device, or no count: loaded but nothing to report. */
+static void
+test_gpu_stub_none(void **state)
+{
+    struct stub_run r;
+
+    (void)state;
+    stub_run("init_fail", &r);
+    assert_int_equal(r.open_rc, -ENOENT);
+    assert_int_equal(r.g.n, 0);
+    assert_int_equal(r.inits, 2); /* open is retried after a failure */
+    assert_int_equal(r.shutdowns, 0);
+
+    stub_run("count0", &r);
+    assert_int_equal(r.open_rc, 0);
+    assert_int_equal(r.g.n, 0);
+    assert_int_equal(r.inits, 1);
+    assert_int_equal(r.shutdowns, 1);
+
+    stub_run("count_fail", &r);
+    assert_int_equal(r.open_rc, 0);
+    assert_int_equal(r.g.n, 0);
+    assert_int_equal(r.shutdowns, 1);
+}
+
+/*
+ * One call failing for device 1. Without a handle (NO_PERMISSION: not
+ * our GPU) or memory info (GPU_IS_LOST) nothing trustworthy is known
+ * and the GPU is skipped, so count and VRAM sums stay consistent. Memory
+ * info NOT_SUPPORTED is a unified-memory GPU (GB10): kept, VRAM 0. A
+ * failed name or utilisation keeps the GPU with that one field empty.
+ * The stub leaves garbage in the buffers it fails on.
+ */
+static void
+test_gpu_stub_device_fails(void **state)
+{
+    struct stub_run r;
+
+    (void)state;
+    stub_run("dev1_handle", &r);
+    assert_int_equal(r.open_rc, 0);
+    assert_int_equal(r.g.n, 1);
+    assert_stub_gpu(&r.g.gpu[0], 10, 40);
+
+    stub_run("dev1_memory", &r);
+    assert_int_equal(r.g.n, 1);
+    assert_stub_gpu(&r.g.gpu[0], 10, 40);
+
+    stub_run("dev1_memory_nosup", &r);
+    assert_int_equal(r.g.n, 2);
+    assert_stub_gpu(&r.g.gpu[0], 10, 40);
+    assert_string_equal(r.g.gpu[1].name, STUB_NAME);
+    assert_true(r.g.gpu[1].vram_total_bytes == 0);
+    assert_true(r.g.gpu[1].vram_used_bytes == 0);
+    assert_true(r.g.gpu[1].utilization_valid);
+    assert_int_equal(r.g.gpu[1].utilization_pct, 60);
+
+    stub_run("dev1_name", &r);
+    assert_int_equal(r.g.n, 2);
+    assert_stub_gpu(&r.g.gpu[0], 10, 40);
+    assert_string_equal(r.g.gpu[1].name, "");
+    assert_true(r.g.gpu[1].vram_used_bytes == 30 * GIB);
+    assert_true(r.g.gpu[1].utilization_valid);
+
+    stub_run("dev1_util", &r);
+    assert_int_equal(r.g.n, 2);
+    assert_stub_gpu(&r.g.gpu[0], 10, 40);
+    assert_true(r.g.gpu[1].vram_used_bytes == 30 * GIB);
+    assert_false(r.g.gpu[1].utilization_valid);
+    assert_int_equal(r.g.gpu[1].utilization_pct, 0);
+    assert_int_equal(r.shutdowns, 1);
+}
+
+/* A name that fills NVML's whole buffer without a NUL: cut to
+ * METRICS_GPU_NAME - 1 bytes, never read past the buffer (ASan). The
+ * size NVML is told is the buffer's: NVML_DEVICE_NAME_V2_BUFFER_SIZE. */
+static void
+test_gpu_stub_name_unterminated(void **state)
+{
+    struct stub_run r;
+    char want[METRICS_GPU_NAME];
+
+    (void)state;
+    memset(want, 'X', sizeof(want) - 1);
+    memcpy(want, STUB_NAME, strlen(STUB_NAME));
+    want[sizeof(want) - 1] = '\0';
+    stub_run("name_unterminated", &r);
+    assert_int_equal(r.name_length, METRICS_GPU_NAME);
+    assert_int_equal(METRICS_GPU_NAME, 96);
+    assert_int_equal(r.g.n, 2);
+    for (size_t i = 0; i < r.g.n; i++) {
+        assert_int_equal(strlen(r.g.gpu[i].name), METRICS_GPU_NAME - 1);
+        assert_string_equal(r.g.gpu[i].name, want);
+    }
+}
+
+/* More GPUs than METRICS_GPU_MAX: the first eight. */
+static void
+test_gpu_stub_many(void **state)
+{
+    struct stub_run r;
+
+    (void)state;
+    stub_run("many", &r);
+    assert_int_equal(r.g.n, METRICS_GPU_MAX);
+    for (size_t i = 0; i < r.g.n; i++)
+        assert_true(r.g.gpu[i].vram_used_bytes == i * GIB);
+}
+
 /* Loose: the address depends on the machine. */
 static void
 test_lan_ip(void **state)
@@ -653,6 +955,12 @@ main(void)
         T(test_thermal_any_and_unknown),
         T(test_gpu_absent),
         T(test_gpu_default),
+        T(test_gpu_stub_present),
+        T(test_gpu_stub_heartbeat),
+        T(test_gpu_stub_none),
+        T(test_gpu_stub_device_fails),
+        T(test_gpu_stub_name_unterminated),
+        T(test_gpu_stub_many),
         T(test_lan_ip),
         T(test_names),
     };
