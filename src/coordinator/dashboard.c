@@ -885,6 +885,12 @@ dash_events(struct dashboard *d, struct http_req *req)
 {
     struct dsse *s;
 
+    if (strcmp(http_req_method(req), "HEAD") == 0) {
+        /* the head of the stream, and no stream: a HEAD has no body */
+        http_set_header(req, "Cache-Control", "no-cache");
+        http_respond(req, 200, "text/event-stream", "", 0);
+        return;
+    }
     if (d->n_sse >= DASH_SSE_MAX) {
         http_set_header(req, "Retry-After", "5");
         api_error(req, false, 503, NULL,

@@ -308,6 +308,11 @@ describe('dashboard APIs', () => {
     assert.equal(n.ollama.models_loaded[0].name, M);
     keys(n.ollama.models_loaded[0], ['name', 'size_gb', 'parameter_size', 'quantization', 'context_length'], 'loaded model');
     assert.ok(Object.values(frames[0].queues).some((q) => q.node_id === 'alpha' && q.model === M));
+    // HEAD: the head only, and the request ends (it used to stream forever)
+    const head = await request(herd.url, { method: 'HEAD', path: '/dashboard/events', timeoutMs: 3000 });
+    assert.equal(head.status, 200);
+    assert.notEqual(head.error, 'timeout');
+    assert.match(head.headers['content-type'], /text\/event-stream/);
     const lv = await api(herd, '/dashboard/api/live');
     keys(lv, ['requests', 'requests_held', 'timestamp'], 'live');
     const f = await api(herd, '/dashboard/api/fleet');
