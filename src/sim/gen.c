@@ -38,6 +38,7 @@ struct gen {
     struct gen_spec spec;
     enum gen_state state;
     struct sched_req *sr; /* held from sched_request to release */
+    bool active;          /* counted in sim->active_gens */
     uv_timer_t timer;     /* prompt evaluation and token pacing */
 
     struct textgen_plan plan;
@@ -140,6 +141,18 @@ gen_release(struct gen *g, bool with_cache)
     g->sr = NULL;
 }
 
+/* The generation is over (answered or abandoned): it no longer counts
+ * as in progress, even while its last bytes are still being sent, as an
+ * Ollama slot frees when the generation completes. */
+static void
+gen_inactive(struct gen *g)
+{
+    if (g->active) {
+        g->active = false;
+        g->sim->active_gens--;
+    }
+}
+
 static void
 gen_free(uv_handle_t *h)
 {
@@ -151,7 +164,7 @@ gen_free(uv_handle_t *h)
     buf_cleanup(&g->content);
     buf_cleanup(&g->thinking);
     free(g->ids);
-    g->sim->active_gens--;
+    gen_inactive(g);
     free(g);
 }
 
@@ -678,6 +691,7 @@ gen_finish(struct gen *g)
         rc = gen_final_native(g, &b);
     /* Release before answering: the answer may end the request. */
     gen_release(g, true);
+    gen_inactive(g);
     if (rc != 0) {
         buf_cleanup(&b);
         if (g->streaming)
@@ -1142,6 +1156,7 @@ gen_start(struct sim *sim, struct http_req *req, struct gen_spec *spec)
     uv_timer_init(sim->loop, &g->timer);
     g->timer.data = g;
     sim->active_gens++;
+    g->active = true;
     if (sim->active_gens > sim->peak_gens)
         sim->peak_gens = sim->active_gens;
     http_req_on_done(req, gen_on_done, g);
