@@ -117,7 +117,7 @@ hist_quantile(const struct hist *h, double q)
         seen += h->b[i];
         if (seen >= want)
             return hist_value(i) < (double)h->max ? hist_value(i)
-                                                   : (double)h->max;
+                                                  : (double)h->max;
     }
     return (double)h->max;
 }
@@ -361,7 +361,8 @@ lg_hb_body(struct lg *g, struct lg_req *r, uint64_t k)
     unsigned node = (unsigned)(k % g->hb_nodes);
     uint64_t beat = k / g->hb_nodes;
     /* Deterministic variety so that the scorer has something to rank. */
-    uint64_t x = (node + 1) * 0x9E3779B97F4A7C15ULL ^ (beat * 0xBF58476D1CE4E5B9ULL);
+    uint64_t x =
+        (node + 1) * 0x9E3779B97F4A7C15ULL ^ (beat * 0xBF58476D1CE4E5B9ULL);
     double util = (double)(x % 1000) / 10.0;
     double total = 32.0 * (1 + node % 4);
     double avail = total * (0.3 + (double)((x >> 10) % 60) / 100.0);
@@ -398,8 +399,8 @@ lg_hb_body(struct lg *g, struct lg_req *r, uint64_t k)
         "\"connection_failures\":0,\"connection_failures_total\":0,"
         "\"chip\":\"bench\",\"memory_bandwidth_gbps\":%.0f,"
         "\"mlx_servers\":[],\"mlx_bind_host\":\"127.0.0.1\"}",
-        node, (double)wall_ns() / 1e9, util, total, total - avail, avail,
-        node, g->hb_num_parallel, g->hb_ollama_host, bw[node % 4]);
+        node, (double)wall_ns() / 1e9, util, total, total - avail, avail, node,
+        g->hb_num_parallel, g->hb_ollama_host, bw[node % 4]);
     if (len < 0 || (size_t)len >= sizeof(r->body)) {
         fprintf(stderr, "loadgen: heartbeat body over %zu bytes\n",
                 sizeof(r->body));
@@ -503,7 +504,7 @@ lg_finish_req(struct lg *g, struct lg_req *r, CURLcode res)
         } else {
             g->err_body++;
             lg_error(g, "bad answer (%s, %ld tokens)",
-                     r->got_error      ? "an error line"
+                     r->got_error       ? "an error line"
                      : r->line_overflow ? "line over 8 KiB"
                                         : "no ok marker",
                      r->tokens);
@@ -523,8 +524,8 @@ lg_finish_req(struct lg *g, struct lg_req *r, CURLcode res)
     if (g->mode == LG_STREAM) {
         g->tokens += (uint64_t)r->tokens;
         if (ok && r->tokens > 1)
-            hist_add(&g->tok_interval, (r->t_last_tok - r->t_first_tok) /
-                                           (r->tokens - 1));
+            hist_add(&g->tok_interval,
+                     (r->t_last_tok - r->t_first_tok) / (r->tokens - 1));
     }
     curl_multi_remove_handle(g->multi, r->easy);
     g->inflight--;
@@ -758,12 +759,13 @@ lg_report(const struct lg *g)
     double span = g->duration_s > 0 ? g->duration_s : 0;
     FILE *f = stdout;
 
-    fprintf(f, "{\"mode\":\"%s\",\"rate\":%.3f,\"duration_s\":%.3f,"
-               "\"warmup_s\":%.3f,\"sent\":%" PRIu64 ",\"done\":%" PRIu64
-               ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64
-               ",\"err_transport\":%" PRIu64 ",\"err_status\":%" PRIu64
-               ",\"err_body\":%" PRIu64 ",\"err_deadline\":%" PRIu64
-               ",\"recorded\":%" PRIu64 ",\"inflight_peak\":%zu,",
+    fprintf(f,
+            "{\"mode\":\"%s\",\"rate\":%.3f,\"duration_s\":%.3f,"
+            "\"warmup_s\":%.3f,\"sent\":%" PRIu64 ",\"done\":%" PRIu64
+            ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64
+            ",\"err_transport\":%" PRIu64 ",\"err_status\":%" PRIu64
+            ",\"err_body\":%" PRIu64 ",\"err_deadline\":%" PRIu64
+            ",\"recorded\":%" PRIu64 ",\"inflight_peak\":%zu,",
             g->mode == LG_RATE     ? "rate"
             : g->mode == LG_STREAM ? "stream"
                                    : "heartbeat",
@@ -775,7 +777,8 @@ lg_report(const struct lg *g)
      * behind and the backlog drained after the window). */
     fprintf(f, "\"achieved_rps\":%.1f,",
             g->t_last_rec > g->t_rec
-                ? (double)g->recorded / ((double)(g->t_last_rec - g->t_rec) / 1e9)
+                ? (double)g->recorded /
+                      ((double)(g->t_last_rec - g->t_rec) / 1e9)
                 : 0.0);
     fprintf(f, "\"t0_wall_ms\":%.3f,\"first_error\":\"",
             (double)g->t0_wall / 1e6);
@@ -876,7 +879,8 @@ main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    g.ok_marker = g.mode == LG_HEARTBEAT ? "\"status\":\"ok\"" : "\"done\":true";
+    g.ok_marker =
+        g.mode == LG_HEARTBEAT ? "\"status\":\"ok\"" : "\"done\":true";
     g.max_inflight = 4096;
     g.conns = g.mode == LG_RATE ? 64 : 0;
     g.timeout_s = 30;
