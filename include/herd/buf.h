@@ -41,6 +41,12 @@ int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
 
 /* Drops the first n bytes (n > len drops everything). */
 void buf_consume(struct buf *b, size_t n);
+/* Appends p[0..n) in base64 (RFC 4648, with padding). */
+int buf_append_base64(struct buf *b, const void *p, size_t n) HERD_MUST_USE;
+/* Appends float values as little-endian IEEE 754 binary32, in base64: the
+ * OpenAI embeddings' encoding_format "base64". */
+int buf_append_f32_base64(struct buf *b, const double *v,
+                          size_t n) HERD_MUST_USE;
 
 /* Moves the bytes out: the caller frees the result; b is reset. Returns a
  * freshly allocated "" when b was empty. NULL only on -ENOMEM. */

@@ -164,3 +164,46 @@ buf_take(struct buf *b, size_t *lenp)
         *lenp = len;
     return p;
 }
+
+int
+buf_append_base64(struct buf *b, const void *p, size_t n)
+{
+    static const char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *in = p;
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n; i += 3) {
+        size_t m = n - i < 3 ? n - i : 3;
+        unsigned a = in[i], c = m > 1 ? in[i + 1] : 0,
+                 d = m > 2 ? in[i + 2] : 0;
+        char out[4] = {tbl[a >> 2], tbl[((a & 3) << 4) | (c >> 4)],
+                       m > 1 ? tbl[((c & 15) << 2) | (d >> 6)] : '=',
+                       m > 2 ? tbl[d & 63] : '='};
+
+        rc = buf_append(b, out, 4);
+    }
+    return rc;
+}
+
+int
+buf_append_f32_base64(struct buf *b, const double *v, size_t n)
+{
+    unsigned char chunk[3 * 64]; /* a multiple of 3 and of 4 bytes */
+    size_t used = 0;
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        float f = (float)v[i];
+        uint32_t u;
+
+        memcpy(&u, &f, 4);
+        for (int k = 0; k < 4; k++)
+            chunk[used++] = (unsigned char)(u >> (8 * k));
+        if (used == sizeof(chunk)) {
+            rc = buf_append_base64(b, chunk, used);
+            used = 0;
+        }
+    }
+    return rc == 0 && used > 0 ? buf_append_base64(b, chunk, used) : rc;
+}

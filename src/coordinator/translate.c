@@ -932,41 +932,25 @@ translate_embed_request(const cJSON *oai, cJSON **out, bool *base64, char *err,
     return 0;
 }
 
-/* Little-endian float32 values, base64 encoded. */
+/* Little-endian float32 values, base64 encoded, in quotes. */
 static int
 tr_b64_floats(struct buf *b, const cJSON *vec)
 {
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = (size_t)cJSON_GetArraySize(vec), total = n * 4;
-    unsigned char *bytes = malloc(total ? total : 1);
-    const cJSON *v;
-    size_t k = 0;
+    size_t n = (size_t)cJSON_GetArraySize(vec), k = 0;
+    double *v = malloc((n ? n : 1) * sizeof(*v));
+    const cJSON *e;
     int rc;
 
-    if (bytes == NULL)
+    if (v == NULL)
         return -ENOMEM;
-    cJSON_ArrayForEach(v, vec)
+    cJSON_ArrayForEach(e, vec)
     {
-        float f = (float)(cJSON_IsNumber(v) ? v->valuedouble : 0);
-        uint32_t u;
-
-        memcpy(&u, &f, 4);
-        for (int i = 0; i < 4; i++)
-            bytes[k++] = (unsigned char)(u >> (8 * i));
+        v[k++] = cJSON_IsNumber(e) ? e->valuedouble : 0;
     }
     rc = buf_appends(b, "\"");
-    for (size_t i = 0; rc == 0 && i < total; i += 3) {
-        size_t m = total - i < 3 ? total - i : 3;
-        unsigned char in[3] = {bytes[i], m > 1 ? bytes[i + 1] : 0,
-                               m > 2 ? bytes[i + 2] : 0};
-        char o[4] = {tbl[in[0] >> 2], tbl[((in[0] & 3) << 4) | (in[1] >> 4)],
-                     m > 1 ? tbl[((in[1] & 15) << 2) | (in[2] >> 6)] : '=',
-                     m > 2 ? tbl[in[2] & 63] : '='};
-
-        rc = buf_append(b, o, 4);
-    }
-    free(bytes);
+    if (rc == 0)
+        rc = buf_append_f32_base64(b, v, k);
+    free(v);
     return rc == 0 ? buf_appends(b, "\"") : rc;
 }
 

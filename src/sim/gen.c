@@ -860,8 +860,6 @@ gen_embed_dims(const struct gen *g)
 static int
 gen_vector(struct buf *b, const double *v, uint32_t dims, bool b64)
 {
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     int rc = 0;
 
     if (!b64) {
@@ -872,24 +870,8 @@ gen_vector(struct buf *b, const double *v, uint32_t dims, bool b64)
     }
     /* Little-endian float32, base64 (OpenAI encoding_format). */
     rc = buf_appends(b, "\"");
-    for (uint32_t i = 0; rc == 0 && i < dims * 4; i += 3) {
-        unsigned char in[3] = {0, 0, 0};
-        char out[4];
-        size_t n = dims * 4 - i < 3 ? dims * 4 - i : 3;
-
-        for (size_t k = 0; k < n; k++) {
-            float f = (float)v[(i + k) / 4];
-            uint32_t u;
-
-            memcpy(&u, &f, 4);
-            in[k] = (unsigned char)(u >> (8 * ((i + k) % 4)));
-        }
-        out[0] = tbl[in[0] >> 2];
-        out[1] = tbl[((in[0] & 3) << 4) | (in[1] >> 4)];
-        out[2] = n > 1 ? tbl[((in[1] & 15) << 2) | (in[2] >> 6)] : '=';
-        out[3] = n > 2 ? tbl[in[2] & 63] : '=';
-        rc = buf_append(b, out, 4);
-    }
+    if (rc == 0)
+        rc = buf_append_f32_base64(b, v, dims);
     return rc == 0 ? buf_appends(b, "\"") : rc;
 }
 

@@ -185,10 +185,54 @@ test_take_transfers_ownership(void **state)
     buf_cleanup(&b);
 }
 
+/* RFC 4648's test vectors, and float32 little-endian for embeddings. */
+static void
+test_base64(void **state)
+{
+    static const char *const vec[][2] = {
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
+    };
+    const double f[] = {1.0, -2.0};
+    double many[100];
+    struct buf b;
+
+    (void)state;
+    buf_init(&b, 1 << 20);
+    for (size_t i = 0; i < sizeof(vec) / sizeof(*vec); i++) {
+        buf_reset(&b);
+        assert_int_equal(buf_append_base64(&b, vec[i][0], strlen(vec[i][0])),
+                         0);
+        assert_string_equal(b.data ? b.data : "", vec[i][1]);
+    }
+    /* 1.0f = 00 00 80 3f, -2.0f = 00 00 00 c0 */
+    buf_reset(&b);
+    assert_int_equal(buf_append_f32_base64(&b, f, 2), 0);
+    assert_string_equal(b.data, "AACAPwAAAMA=");
+    /* across the encoder's internal chunks: 400 bytes -> 536 characters */
+    for (int i = 0; i < 100; i++)
+        many[i] = 1.0;
+    buf_reset(&b);
+    assert_int_equal(buf_append_f32_base64(&b, many, 100), 0);
+    assert_int_equal(b.len, 536);
+    assert_memory_equal(b.data + 528, "AACAPw==", 8);
+    buf_cleanup(&b);
+    /* the cap still holds */
+    buf_init(&b, 3);
+    assert_int_equal(buf_append_base64(&b, "foo", 3), -E2BIG);
+    buf_cleanup(&b);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_base64),
         cmocka_unit_test(test_init_is_empty),
         cmocka_unit_test(test_append_respects_cap),
         cmocka_unit_test(test_append_huge_n_does_not_overflow),
