@@ -703,17 +703,52 @@ scorer_estimate_tokens(const cJSON *messages)
 static void
 scorer_fmt_num(double v, char *out, size_t n)
 {
-    size_t len;
+    char tmp[32];
+    size_t len = 0, k = 0;
+    long long q, ip, fp;
 
     v = isfinite(v) ? round(v * 1e4) / 1e4 : 0;
     if (v == 0)
-        v = 0; /* turns -0 into 0 */
-    snprintf(out, n, "%.4f", v);
-    len = strlen(out);
-    while (len > 0 && out[len - 1] == '0')
-        out[--len] = '\0';
-    if (len > 0 && out[len - 1] == '.')
-        out[--len] = '\0';
+        v = 0;             /* turns -0 into 0 */
+    if (fabs(v) >= 1e14) { /* beyond exact fixed point: the slow way */
+        snprintf(out, n, "%.4f", v);
+        len = strlen(out);
+        while (len > 0 && out[len - 1] == '0')
+            out[--len] = '\0';
+        if (len > 0 && out[len - 1] == '.')
+            out[--len] = '\0';
+        return;
+    }
+    /* Fixed point with 4 decimals, trailing zeros dropped: what "%.4f"
+     * then trimming gives, without printf (it was most of a decision's
+     * trace formatting). */
+    q = llround(v * 1e4);
+    if (q < 0)
+        tmp[len++] = '-';
+    ip = llabs(q) / 10000;
+    fp = llabs(q) % 10000;
+    do {
+        out[k++] = (char)('0' + ip % 10); /* reversed */
+        ip /= 10;
+    } while (ip > 0 && k < 20);
+    while (k > 0)
+        tmp[len++] = out[--k];
+    if (fp != 0) {
+        int digits = 4;
+
+        while (fp % 10 == 0) {
+            fp /= 10;
+            digits--;
+        }
+        tmp[len++] = '.';
+        for (int d = digits - 1; d >= 0; d--) {
+            tmp[len + (size_t)d] = (char)('0' + fp % 10);
+            fp /= 10;
+        }
+        len += (size_t)digits;
+    }
+    tmp[len] = '\0';
+    snprintf(out, n, "%s", tmp);
 }
 
 int
@@ -741,12 +776,20 @@ scorer_breakdown_json(const struct scorer_result *r, struct buf *b)
 
     /* Built whole, then appended once, so b is unchanged on failure. */
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        size_t kl = strlen(f[i].key), nl;
+
         scorer_fmt_num(f[i].v, num, sizeof(num));
-        k = snprintf(doc + len, sizeof(doc) - len, "%s\"%s\":%s",
-                     i == 0 ? "{" : ",", f[i].key, num);
-        if (k < 0 || (size_t)k >= sizeof(doc) - len)
+        nl = strlen(num);
+        if (len + kl + nl + 4 >= sizeof(doc))
             return -E2BIG;
-        len += (size_t)k;
+        doc[len++] = i == 0 ? '{' : ',';
+        doc[len++] = '"';
+        memcpy(doc + len, f[i].key, kl);
+        len += kl;
+        doc[len++] = '"';
+        doc[len++] = ':';
+        memcpy(doc + len, num, nl);
+        len += nl;
     }
     /* Reasons are our own static identifiers: nothing to escape. */
     if (r->eliminated != NULL)

@@ -1217,10 +1217,64 @@ test_large_fleet_top_sorted(void **state)
     }
 }
 
+/* The numbers of a breakdown are "%.4f" with trailing zeros dropped; the
+ * formatter does it without printf: compare on many values. */
+static void
+test_breakdown_numbers_match_printf(void **state)
+{
+    uint64_t x = 88172645463325252ULL;
+
+    (void)state;
+    for (int i = 0; i < 20000; i++) {
+        struct scorer_result r;
+        struct buf b;
+        char want[64];
+        const char *got;
+        size_t len;
+        double v;
+
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        switch (i % 4) {
+        case 0:
+            v = (double)(int64_t)(x % 2000001) / 1e4 - 100;
+            break;
+        case 1:
+            v = ((double)(x % 1000000007) / 7.0) - 5e7;
+            break;
+        case 2:
+            v = (double)(x % 1000) / 8.0;
+            break;
+        default:
+            v = -((double)(x % 100000)) / 1e5;
+            break;
+        }
+        memset(&r, 0, sizeof(r));
+        r.b.total = v;
+        v = round(v * 1e4) / 1e4;
+        if (v == 0)
+            v = 0;
+        snprintf(want, sizeof(want), "%.4f", v);
+        len = strlen(want);
+        while (want[len - 1] == '0')
+            want[--len] = '\0';
+        if (want[len - 1] == '.')
+            want[--len] = '\0';
+        buf_init(&b, 4096);
+        assert_int_equal(scorer_breakdown_json(&r, &b), 0);
+        got = strstr(b.data, "\"total\":") + 8;
+        assert_int_equal(strncmp(got, want, len), 0);
+        assert_true(got[len] == '}');
+        buf_cleanup(&b);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_breakdown_numbers_match_printf),
         cmocka_unit_test(test_large_fleet_top_sorted),
         cmocka_unit_test(test_no_nodes),
         cmocka_unit_test(test_hot_beats_cold),
