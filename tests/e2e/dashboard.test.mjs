@@ -90,6 +90,9 @@ describe('the dashboard in chromium', { skip: missing || false }, () => {
   });
 
   it('Requests: the list, one decision in full, filters, and streams in flight', async () => {
+    // trace rows are written in batches by a writer thread: the last
+    // request's row may still be on its way
+    await waitFor(async () => (await api(herd, '/dashboard/api/overview')).total_requests >= N + 1, { what: 'every request traced' });
     await tab('requests', '#trace-list tr[data-request-id]');
     const rows = await page.$$('#trace-list tr[data-request-id]');
     assert.equal(rows.length, N + 1);

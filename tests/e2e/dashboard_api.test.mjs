@@ -280,8 +280,12 @@ describe('dashboard APIs', () => {
     await api(herd, '/dashboard/api/benchmarks/no-such-run', 404);
     const file = JSON.parse(fs.readFileSync(path.join(herd.dataDir, 'benchmarks.json'), 'utf8'));
     assert.equal(file.runs[0].run_id, id);
-    // its requests went through herd: traced, tagged
-    const t = await api(herd, `/dashboard/api/traces?tag=benchmark:${id.slice(0, 8)}&limit=1000`);
+    // its requests went through herd: traced, tagged (trace rows are
+    // written in batches by the writer thread: wait for the last ones)
+    const t = await waitFor(async () => {
+      const x = await api(herd, `/dashboard/api/traces?tag=benchmark:${id.slice(0, 8)}&limit=1000`);
+      return x.traces.length >= p.total_requests ? x : null;
+    }, { what: 'every benchmark request traced' });
     assert.equal(t.traces.length, p.total_requests);
     r = await post(herd.url, '/dashboard/api/benchmarks/start', { duration: 0 });
     assert.equal(r.status, 400);
