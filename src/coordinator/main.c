@@ -198,8 +198,9 @@ static const char epilog[] =
     "onto the fleet through a running herd, with a progress bar.\n"
     "\nEndpoints: /v1/chat/completions /v1/completions /v1/embeddings\n"
     "/v1/models /api/chat /api/generate /api/embed /api/embeddings\n"
-    "/api/show /api/tags /api/ps /api/version /fleet/status /fleet/queue\n"
-    "POST /heartbeat. See docs/herd.md.\n";
+    "/api/show /api/tags /api/ps /api/version /api/pull /api/delete\n"
+    "/fleet/status /fleet/queue /metrics /dashboard, POST /heartbeat.\n"
+    "See docs/herd.md and docs/dashboard.md.\n";
 
 /* --- process helpers ------------------------------------------------------ */
 
