@@ -13,6 +13,8 @@
 #include "herd/json.h"
 
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -597,17 +599,170 @@ json_go_kind(const cJSON *v)
     return "invalid";
 }
 
+/*
+ * json_print writes what cJSON_PrintUnformatted() writes, byte for byte
+ * (tests/unit/test_json.c compares them), without its costs: cJSON
+ * prints every number with sprintf and reads it back with sscanf, and
+ * builds the text in a buffer of its own that is then copied.
+ */
+#define JSON_PRINT_MAX_DEPTH 1000
+
+static int
+json_print_str(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    const unsigned char *run = p;
+    int rc;
+
+    if ((rc = buf_append(b, "\"", 1)) != 0)
+        return rc;
+    for (;; p++) {
+        char esc[6];
+        size_t n = 2;
+
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        if (p > run && (rc = buf_append(b, run, (size_t)(p - run))) != 0)
+            return rc;
+        if (*p == '\0')
+            break;
+        esc[0] = '\\';
+        switch (*p) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            esc[1] = 'u';
+            esc[2] = esc[3] = '0';
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            n = 6;
+        }
+        if ((rc = buf_append(b, esc, n)) != 0)
+            return rc;
+        run = p + 1;
+    }
+    return buf_append(b, "\"", 1);
+}
+
+static int
+json_print_num(struct buf *b, const cJSON *v)
+{
+    double d = v->valuedouble, back;
+    char tmp[32];
+    int n;
+
+    if (isnan(d) || isinf(d))
+        return buf_append(b, "null", 4);
+    if (d == 0 && signbit(d))
+        return buf_append(b, "-0", 2);
+    if (d == floor(d) && fabs(d) < 1e15) {
+        /* what cJSON prints with "%1.15g" for an integer of at most 15
+         * digits: the digits */
+        long long i = (long long)d;
+        unsigned long long u =
+            i < 0 ? 0ull - (unsigned long long)i : (unsigned long long)i;
+        char *q = tmp + sizeof(tmp);
+
+        do {
+            *--q = (char)('0' + u % 10);
+            u /= 10;
+        } while (u != 0);
+        if (i < 0)
+            *--q = '-';
+        return buf_append(b, q, (size_t)(tmp + sizeof(tmp) - q));
+    }
+    n = snprintf(tmp, sizeof(tmp), "%1.15g", d);
+    back = strtod(tmp, NULL);
+    if (n < 0 || (size_t)n >= sizeof(tmp) ||
+        fabs(back - d) >
+            (fabs(back) > fabs(d) ? fabs(back) : fabs(d)) * DBL_EPSILON)
+        n = snprintf(tmp, sizeof(tmp), "%1.17g", d);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return -EINVAL;
+    return buf_append(b, tmp, (size_t)n);
+}
+
+static int
+json_print_value(const cJSON *v, struct buf *b, int depth)
+{
+    const cJSON *c;
+    int rc = 0;
+
+    if (depth > JSON_PRINT_MAX_DEPTH)
+        return -E2BIG;
+    switch (v->type & 0xff) {
+    case cJSON_NULL:
+        return buf_append(b, "null", 4);
+    case cJSON_False:
+        return buf_append(b, "false", 5);
+    case cJSON_True:
+        return buf_append(b, "true", 4);
+    case cJSON_Number:
+        return json_print_num(b, v);
+    case cJSON_String:
+        return json_print_str(b, v->valuestring);
+    case cJSON_Raw:
+        return v->valuestring ? buf_appends(b, v->valuestring) : -EINVAL;
+    case cJSON_Array:
+    case cJSON_Object: {
+        bool obj = (v->type & 0xff) == cJSON_Object;
+
+        if ((rc = buf_append(b, obj ? "{" : "[", 1)) != 0)
+            return rc;
+        for (c = v->child; c != NULL; c = c->next) {
+            if (c != v->child && (rc = buf_append(b, ",", 1)) != 0)
+                return rc;
+            if (obj) {
+                if (c->string == NULL)
+                    return -EINVAL;
+                if ((rc = json_print_str(b, c->string)) != 0 ||
+                    (rc = buf_append(b, ":", 1)) != 0)
+                    return rc;
+            }
+            if ((rc = json_print_value(c, b, depth + 1)) != 0)
+                return rc;
+        }
+        return buf_append(b, obj ? "}" : "]", 1);
+    }
+    default:
+        return -EINVAL;
+    }
+}
+
 int
 json_print(const cJSON *v, struct buf *b)
 {
-    char *text;
+    size_t mark = b->len;
     int rc;
 
-    text = cJSON_PrintUnformatted(v);
-    if (text == NULL)
-        return -ENOMEM;
-    rc = buf_appends(b, text);
-    cJSON_free(text);
+    if (v == NULL)
+        return -EINVAL;
+    rc = json_print_value(v, b, 0);
+    if (rc != 0) {
+        b->len = mark; /* nothing half-printed stays */
+        if (b->data != NULL)
+            b->data[mark] = '\0';
+    }
     return rc;
 }
 

@@ -568,6 +568,9 @@ x_line_collect(struct exchange *x, const char *line, size_t len)
     char msg[512];
     int rc;
 
+    /* most lines are a token of plain text: no parse, no allocation */
+    if ((rc = collect_line_fast(&x->col, line, len)) != COLLECT_SLOW)
+        return rc;
     if (json_parse(line, len, X_MAX_JSON_DEPTH, &v, NULL, 0) != 0 ||
         !cJSON_IsObject(v)) {
         cJSON_Delete(v);
@@ -936,7 +939,8 @@ x_dispatch(struct exchange *x)
     static const char *const headers[] = {"Content-Type: application/json",
                                           "Expect:", NULL};
     struct http_call_opts o = {0};
-    char *payload;
+    struct buf payload;
+    int prc;
 
     if (x->d.model_index == -1 && !x->vram_noted) {
         x->vram_noted = true;
@@ -953,7 +957,8 @@ x_dispatch(struct exchange *x)
         memcpy(x->ts.model, x->d.model, n);
         x->ts.model[n] = '\0';
     }
-    payload = cJSON_PrintUnformatted(x->body);
+    buf_init(&payload, SIZE_MAX / 2);
+    prc = json_print(x->body, &payload);
     snprintf(url, sizeof(url), "%s%s", x->d.base_url, x_kind_path(x->kind));
     x->state = XS_CONNECTING;
     x->t_attempt = x->t_last = herd_now_ns();
@@ -961,8 +966,8 @@ x_dispatch(struct exchange *x)
     o.method = "POST";
     o.url = url;
     o.headers = headers;
-    o.body = payload;
-    o.body_len = payload ? strlen(payload) : 0;
+    o.body = payload.data;
+    o.body_len = payload.len;
     o.connect_timeout_ms = (unsigned)(x->h->cfg->connect_timeout_ns / 1000000);
     o.max_header = 64 * 1024;
     o.on_response = x_on_response;
@@ -971,12 +976,13 @@ x_dispatch(struct exchange *x)
     o.ud = x;
     log_req(LL_DEBUG, x->id, "%s %s -> %s (%s), score %.1f", x->endpoint,
             x->d.model, x->d.node_id, url, x->d.score);
-    if (payload == NULL) {
+    if (prc != 0) {
+        buf_cleanup(&payload);
         x_fail_whole(x, 500, NULL, "failed", "out of memory");
         return;
     }
     x->call = http_call_start(x->h->cli, &o, err, sizeof(err));
-    free(payload);
+    buf_cleanup(&payload);
     if (x->call == NULL)
         x_retry(x, "io_error", 0, true, 502, err);
 }

@@ -233,11 +233,16 @@ herd_uuid(struct herd *h, char out[37])
     memcpy(v + 8, &b, 8);
     v[6] = (unsigned char)((v[6] & 0x0f) | 0x40);
     v[8] = (unsigned char)((v[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%"
-             "02x",
-             v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
-             v[11], v[12], v[13], v[14], v[15]);
+    /* 8-4-4-4-12 hex digits; by hand, as this runs once a request */
+    for (int i = 0, o = 0; i < 16; i++) {
+        static const char hex[] = "0123456789abcdef";
+
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[v[i] >> 4];
+        out[o++] = hex[v[i] & 15];
+    }
+    out[36] = '\0';
 }
 
 /* --- registry events and ticks -------------------------------------------- */

@@ -406,6 +406,105 @@ test_getters(void **state)
     cJSON_Delete(root);
 }
 
+/* json_print is our own printer; it must write exactly what cJSON
+ * writes, for every kind of value (numbers above all: cJSON decides
+ * between %d, %1.15g and %1.17g). */
+static void
+print_same(const cJSON *v)
+{
+    char *want = cJSON_PrintUnformatted(v);
+    struct buf b;
+
+    assert_non_null(want);
+    buf_init(&b, 1 << 20);
+    assert_int_equal(json_print(v, &b), 0);
+    assert_string_equal(b.data, want);
+    buf_cleanup(&b);
+    cJSON_free(want);
+}
+
+static void
+test_print_matches_cjson(void **state)
+{
+    static const double nums[] = {
+        0.0,
+        -0.0,
+        1,
+        -1,
+        0.5,
+        -2.25,
+        1e-7,
+        123456789,
+        2147483647.0,
+        2147483648.0,
+        -2147483648.0,
+        -2147483649.0,
+        3e9,
+        647474945,
+        999999999999999.0,
+        1e15,
+        1e16,
+        12345678901234567.0,
+        1e300,
+        -1e-300,
+        0.1,
+        1.0 / 3.0,
+        2.0 / 3.0,
+        4.35,
+        100.125,
+        5e-324,
+        1.7976931348623157e308,
+        9007199254740993.0,
+        0.30000000000000004,
+    };
+    uint64_t x = 88172645463325252ull;
+    char s[256];
+    cJSON *arr = cJSON_CreateArray(), *obj = cJSON_CreateObject();
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        cJSON *n = cJSON_CreateNumber(nums[i]);
+
+        print_same(n);
+        cJSON_Delete(n);
+    }
+    for (int i = 0; i < 20000; i++) { /* random bit patterns and scales */
+        cJSON *n;
+        double d;
+
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if (i % 3 == 0)
+            memcpy(&d, &x, sizeof(d)); /* any double, NaN and inf too */
+        else if (i % 3 == 1)
+            d = (double)(int64_t)(x >> (x % 64)) * (i % 2 ? 1 : -1);
+        else
+            d = (double)(x % 1000000) / (double)(1 + x % 1000);
+        n = cJSON_CreateNumber(d);
+        print_same(n);
+        cJSON_Delete(n);
+    }
+    for (int c = 1; c < 256; c++) { /* every byte in a string and a key */
+        s[0] = 'a';
+        s[1] = (char)c;
+        s[2] = 'z';
+        s[3] = '\0';
+        cJSON_AddItemToArray(arr, cJSON_CreateString(s));
+        cJSON_AddNumberToObject(obj, s, c);
+    }
+    cJSON_AddItemToArray(arr, cJSON_CreateString(""));
+    cJSON_AddItemToArray(arr, cJSON_CreateNull());
+    cJSON_AddItemToArray(arr, cJSON_CreateTrue());
+    cJSON_AddItemToArray(arr, cJSON_CreateFalse());
+    cJSON_AddItemToArray(arr, cJSON_CreateObject());
+    cJSON_AddItemToArray(arr, cJSON_CreateArray());
+    cJSON_AddItemToArray(arr, cJSON_CreateRaw("{\"raw\":1}"));
+    cJSON_AddItemToObject(obj, "list", arr);
+    print_same(obj);
+    cJSON_Delete(obj);
+}
+
 int
 main(void)
 {
@@ -419,6 +518,7 @@ main(void)
         cmocka_unit_test(test_append_str_go_escaping),
         cmocka_unit_test(test_append_str_cap),
         cmocka_unit_test(test_print_cap),
+        cmocka_unit_test(test_print_matches_cjson),
         cmocka_unit_test(test_go_kind),
         cmocka_unit_test(test_getters),
     };

@@ -1129,6 +1129,7 @@ inner_main(const char *dir, const char *netns)
     };
 
     snprintf(in.dir, sizeof(in.dir), "%s", dir);
+    memset(in.self, 0, sizeof(in.self)); /* readlink() does not terminate */
     if (readlink("/proc/self/exe", in.self, sizeof(in.self) - 1) < 0 ||
         !find_prog("avahi-daemon", in.avahi, sizeof(in.avahi)) ||
         !find_prog("dbus-daemon", in.dbus, sizeof(in.dbus))) {
@@ -1313,6 +1314,8 @@ test_in_namespace(void **state)
     assert_true(ns_run("ip link set va up"));
     assert_true(ns_run("ip link set vb up"));
 
+    /* readlink() does not terminate what it writes */
+    memset(self, 0, sizeof(self));
     assert_true(readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
     snprintf(bus, sizeof(bus), "unix:path=%s/bus", ns.dir);
     fflush(NULL);
