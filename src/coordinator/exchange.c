@@ -97,7 +97,7 @@ struct exchange {
     bool done_seen;
     char done_reason[16];
     /* history */
-    struct xattempt attempts[X_MAX_ATTEMPTS];
+    struct xattempt *attempts; /* grown one at a time: most have one */
     size_t n_attempts;
     int retries;
     int64_t t_start, t_held, t_attempt, t_first, t_end;
@@ -690,6 +690,10 @@ x_note_attempt(struct exchange *x, const char *reason, int status)
 
     if (x->n_attempts == X_MAX_ATTEMPTS)
         return;
+    a = realloc(x->attempts, (x->n_attempts + 1) * sizeof(*a));
+    if (a == NULL)
+        return; /* the trace loses this attempt; the request goes on */
+    x->attempts = a;
     a = &x->attempts[x->n_attempts++];
     snprintf(a->node, sizeof(a->node), "%s", x->d.node_id);
     snprintf(a->reason, sizeof(a->reason), "%s", reason);
@@ -1180,6 +1184,7 @@ x_free(struct exchange *x)
     buf_cleanup(&x->body_in);
     buf_cleanup(&x->events);
     free(x->tags_json);
+    free(x->attempts);
     free(x->upgrade);
     if (x->live_prev)
         x->live_prev->live_next = x->live_next;
