@@ -41,12 +41,10 @@ int collect_line(struct collect *c, const cJSON *line, char *errmsg,
                  size_t errlen);
 
 /*
- * The common line without a parse: an object of plain ASCII strings
- * (no escapes), true/false/null and, for chat, a "message" object of
- * the same, with "done" not true and no "error". Such a line is taken as
- * collect_line() would take it (0). Any other line, valid or not, is
- * left alone: COLLECT_SLOW, and the caller parses it and calls
- * collect_line(). -E2BIG or -ENOMEM as collect_line().
+ * The common line without a parse (plainline.h): taken as collect_line()
+ * would take it (0). Any other line, valid or not, is left alone:
+ * COLLECT_SLOW, and the caller parses it and calls collect_line().
+ * -E2BIG or -ENOMEM as collect_line().
  */
 #define COLLECT_SLOW 2
 int collect_line_fast(struct collect *c, const char *line, size_t len);

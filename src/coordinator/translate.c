@@ -9,6 +9,7 @@
  * [DONE], so a broken answer never looks complete (architecture §5.4).
  */
 #include "translate.h"
+#include "plainline.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -454,11 +455,31 @@ translate_stream_cleanup(struct translate_stream *ts)
 static int
 ts_head(const struct translate_stream *ts, struct buf *b, const char *object)
 {
-    int rc = buf_appendf(b,
-                         "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%" PRId64
-                         ",\"model\":",
-                         ts->id, object, ts->created);
+    char num[24], *q = num + sizeof(num);
+    uint64_t u =
+        ts->created < 0 ? 0 - (uint64_t)ts->created : (uint64_t)ts->created;
+    int rc;
 
+    /* by hand: this runs once a streamed token */
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (ts->created < 0)
+        *--q = '-';
+    rc = buf_appends(b, "{\"id\":\"");
+    if (rc == 0)
+        rc = buf_appends(b, ts->id);
+    if (rc == 0)
+        rc = buf_appends(b, "\",\"object\":\"");
+    if (rc == 0)
+        rc = buf_appends(b, object);
+    if (rc == 0)
+        rc = buf_appends(b, "\",\"created\":");
+    if (rc == 0)
+        rc = buf_append(b, q, (size_t)(num + sizeof(num) - q));
+    if (rc == 0)
+        rc = buf_appends(b, ",\"model\":");
     if (rc == 0)
         rc = json_append_str(b, ts->model, strlen(ts->model));
     if (rc == 0)
@@ -503,7 +524,7 @@ ts_event_end(struct buf *out)
 /* A chat chunk whose delta carries content, or reasoning. */
 static int
 ts_chat_delta(struct translate_stream *ts, struct buf *out, const char *text,
-              bool reasoning)
+              size_t n, bool reasoning)
 {
     int rc = ts_event_begin(out);
 
@@ -517,12 +538,11 @@ ts_chat_delta(struct translate_stream *ts, struct buf *out, const char *text,
     if (rc == 0)
         rc = buf_appends(out, "\"content\":");
     if (rc == 0)
-        rc = json_append_str(out, reasoning ? "" : text,
-                             reasoning ? 0 : strlen(text));
+        rc = json_append_str(out, reasoning ? "" : text, reasoning ? 0 : n);
     if (rc == 0 && reasoning) {
         rc = buf_appends(out, ",\"reasoning\":");
         if (rc == 0)
-            rc = json_append_str(out, text, strlen(text));
+            rc = json_append_str(out, text, n);
     }
     if (rc == 0)
         rc = buf_appends(out, "},\"finish_reason\":null}]}");
@@ -611,7 +631,7 @@ ts_chat_tool_chunk(struct translate_stream *ts, struct buf *out,
 
 static int
 ts_completion_chunk(struct translate_stream *ts, struct buf *out,
-                    const char *text, const char *finish)
+                    const char *text, size_t n, const char *finish)
 {
     int rc = ts_event_begin(out);
 
@@ -620,7 +640,7 @@ ts_completion_chunk(struct translate_stream *ts, struct buf *out,
     if (rc == 0)
         rc = buf_appends(out, ",\"choices\":[{\"text\":");
     if (rc == 0)
-        rc = json_append_str(out, text, strlen(text));
+        rc = json_append_str(out, text, n);
     if (rc == 0)
         rc = finish
                  ? buf_appendf(out, ",\"index\":0,\"finish_reason\":\"%s\"}]",
@@ -644,7 +664,7 @@ ts_sse_tail(struct translate_stream *ts, struct buf *out)
     int rc;
 
     if (ts->kind == TRANSLATE_COMPLETION) {
-        rc = ts_completion_chunk(ts, out, "", fr);
+        rc = ts_completion_chunk(ts, out, "", 0, fr);
     } else {
         rc = ts_event_begin(out);
         if (rc == 0)
@@ -722,15 +742,49 @@ ts_chat_line(struct translate_stream *ts, const cJSON *line, bool done,
             rc = buf_appends(&ts->reasoning, thinking);
     } else {
         if (thinking != NULL && *thinking)
-            rc = ts_chat_delta(ts, out, thinking, true);
+            rc = ts_chat_delta(ts, out, thinking, strlen(thinking), true);
         /* Every non-final line is a content chunk, even an empty one (as
          * Ollama's /v1 sends them); the final metrics line is not. */
         if (rc == 0 && content != NULL &&
             (*content || (!done && !have_calls && !(thinking && *thinking))))
-            rc = ts_chat_delta(ts, out, content, false);
+            rc = ts_chat_delta(ts, out, content, strlen(content), false);
     }
     if (rc == 0 && have_calls)
         rc = ts_chat_tool_chunk(ts, out, calls);
+    return rc;
+}
+
+/*
+ * A plain token line (plainline.h): what the parse path below does with
+ * it, without the parse. Not done, no error, no tool calls, so: collect
+ * the text, or one chunk for the thinking and one for the content (an
+ * empty content still makes a chunk when there is no thinking).
+ */
+static int
+ts_plain_line(struct translate_stream *ts, const struct plain_line *pl,
+              struct buf *out)
+{
+    const struct plain_str *c = &pl->content, *t = &pl->thinking;
+    int rc = 0;
+
+    if (ts->kind == TRANSLATE_CHAT) {
+        if (ts->collect) {
+            if (c->n > 0)
+                rc = buf_append(&ts->text, c->p, c->n);
+            if (rc == 0 && t->n > 0)
+                rc = buf_append(&ts->reasoning, t->p, t->n);
+            return rc;
+        }
+        if (t->n > 0)
+            rc = ts_chat_delta(ts, out, t->p, t->n, true);
+        if (rc == 0 && c->p != NULL && (c->n > 0 || t->n == 0))
+            rc = ts_chat_delta(ts, out, c->p, c->n, false);
+        return rc;
+    }
+    if (ts->collect)
+        return c->n > 0 ? buf_append(&ts->text, c->p, c->n) : 0;
+    if (c->p != NULL)
+        rc = ts_completion_chunk(ts, out, c->p, c->n, NULL);
     return rc;
 }
 
@@ -741,9 +795,19 @@ translate_stream_line(struct translate_stream *ts, const char *line, size_t len,
     cJSON *j = NULL;
     const cJSON *e;
     char perr[128];
+    struct plain_line pl;
     bool done;
     int rc = 0;
 
+    if (!ts->no_plain &&
+        plain_line(line, len, ts->kind == TRANSLATE_CHAT, &pl) == 0) {
+        rc = ts_plain_line(ts, &pl, out);
+        if (rc != 0) {
+            snprintf(errmsg, errlen, "answer too large");
+            return -E2BIG;
+        }
+        return 0;
+    }
     if (json_parse(line, len, TRANSLATE_MAX_DEPTH, &j, perr, sizeof(perr)) !=
             0 ||
         !cJSON_IsObject(j)) {
@@ -772,7 +836,7 @@ translate_stream_line(struct translate_stream *ts, const char *line, size_t len,
         if (ts->collect && text != NULL)
             rc = buf_appends(&ts->text, text);
         else if (!ts->collect && text != NULL && (*text || !done))
-            rc = ts_completion_chunk(ts, out, text, NULL);
+            rc = ts_completion_chunk(ts, out, text, strlen(text), NULL);
     }
     if (rc == 0 && done && !ts->collect)
         rc = ts_sse_tail(ts, out);

@@ -68,6 +68,7 @@ struct translate_stream {
     struct buf calls;     /* collect: tool calls, a JSON array body */
     int64_t prompt_tokens, completion_tokens; /* from the done line */
     char done_reason[16];
+    bool no_plain; /* tests: every line through the parser */
 };
 
 /* id and created are the caller's (one per request); model is echoed. */

@@ -643,6 +643,112 @@ test_embeddings(void **state)
     buf_cleanup(&b);
 }
 
+/*
+ * Plain token lines (plainline.h) skip the parser. For every mode (chat
+ * and completion, SSE and collected, with and without usage), a corpus
+ * of lines and thousands of byte-level mutations go through one stream
+ * with the plain path and one with every line parsed (no_plain): same
+ * return codes, same SSE bytes, same collected text, line after line.
+ */
+static const char *const plain_corpus[] = {
+    "{\"model\":\"m\",\"created_at\":\"2026-01-01T00:00:00Z\",\"message\":"
+    "{\"role\":\"assistant\",\"content\":\"Hello <b>&\"},\"done\":false}",
+    "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\","
+    "\"thinking\":\"hm\"},\"done\":false}",
+    "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},"
+    "\"done\":false}",
+    "{\"model\":\"m\",\"message\":{\"content\":\"a\",\"thinking\":\"b\"}}",
+    "{\"model\":\"m\",\"response\":\"ld\",\"thinking\":\"x\",\"done\":false}",
+    "{\"response\":\"\",\"done\":false}",
+    "{\"message\":{\"content\":\"q\\\"uote\\n\"},\"done\":false}",
+    "{\"message\":{\"content\":\"caf\xc3\xa9"
+    "\"},\"done\":false}",
+    "{\"message\":{\"content\":null},\"error\":null}",
+    "{\"message\":{\"content\":\"t\",\"tool_calls\":[{\"function\":"
+    "{\"name\":\"f\",\"arguments\":{}}}]},\"done\":false}",
+    "{\"error\":\"boom\"}",
+    "{}",
+    "[]",
+    "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"!\"},"
+    "\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":3,"
+    "\"eval_count\":2}",
+};
+
+static void
+test_plain_lines_agree(void **state)
+{
+    static const char alphabet[] = "{}[]\":,\\ tfnu0-e.\x01\xff"
+                                   "abc";
+    uint32_t seed = 777;
+    unsigned long n_lines = 0;
+    char line[512];
+
+    (void)state;
+    for (int mode = 0; mode < 8; mode++) {
+        enum translate_kind kind =
+            mode & 1 ? TRANSLATE_COMPLETION : TRANSLATE_CHAT;
+        bool collect = mode & 2, usage = mode & 4;
+
+        for (size_t i = 0; i < sizeof(plain_corpus) / sizeof(*plain_corpus);
+             i++) {
+            for (int m = 0; m < 500; m++) {
+                struct translate_stream a, b;
+                struct buf oa, ob;
+                char ea[128] = "", eb[128] = "";
+                size_t n = strlen(plain_corpus[i]);
+                int ra, rb;
+
+                memcpy(line, plain_corpus[i], n);
+                for (int k = 0; m > 0 && k < 1 + m % 3; k++) {
+                    seed = seed * 1103515245u + 12345u;
+                    size_t at = (seed >> 8) % n;
+                    unsigned op = (seed >> 4) % 3;
+                    char ch = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+
+                    if (op == 0) {
+                        line[at] = ch;
+                    } else if (op == 1 && n + 1 < sizeof(line)) {
+                        memmove(line + at + 1, line + at, n - at);
+                        line[at] = ch;
+                        n++;
+                    } else if (n > 1) {
+                        memmove(line + at, line + at + 1, n - at - 1);
+                        n--;
+                    }
+                }
+                translate_stream_init(&a, kind, collect, usage, "id-1", 7, "m");
+                translate_stream_init(&b, kind, collect, usage, "id-1", 7, "m");
+                b.no_plain = true;
+                /* the second line of a stream: role_sent differs */
+                for (int rep = 0; rep < 2; rep++) {
+                    buf_init(&oa, 1 << 16);
+                    buf_init(&ob, 1 << 16);
+                    ra =
+                        translate_stream_line(&a, line, n, &oa, ea, sizeof(ea));
+                    rb =
+                        translate_stream_line(&b, line, n, &ob, eb, sizeof(eb));
+                    n_lines++;
+                    assert_int_equal(ra, rb);
+                    assert_string_equal(ea, eb);
+                    assert_int_equal(oa.len, ob.len);
+                    if (oa.len)
+                        assert_memory_equal(oa.data, ob.data, oa.len);
+                    buf_cleanup(&oa);
+                    buf_cleanup(&ob);
+                }
+                assert_int_equal(a.text.len, b.text.len);
+                if (a.text.len)
+                    assert_memory_equal(a.text.data, b.text.data, a.text.len);
+                assert_int_equal(a.reasoning.len, b.reasoning.len);
+                assert_int_equal(a.role_sent, b.role_sent);
+                translate_stream_cleanup(&a);
+                translate_stream_cleanup(&b);
+            }
+        }
+    }
+    assert_true(n_lines > 100000);
+}
+
 int
 main(void)
 {
@@ -657,6 +763,7 @@ main(void)
         cmocka_unit_test(test_stream_error_is_not_done),
         cmocka_unit_test(test_collect),
         cmocka_unit_test(test_ndjson),
+        cmocka_unit_test(test_plain_lines_agree),
         cmocka_unit_test(test_embeddings),
     };
 
