@@ -80,8 +80,9 @@ take_calls(struct collect *c, const cJSON *calls)
 }
 
 int
-collect_line(struct collect *c, const cJSON *line, char *errmsg, size_t errlen)
+collect_line(struct collect *c, cJSON **linep, char *errmsg, size_t errlen)
 {
+    cJSON *line = *linep;
     const char *err = json_get_str(line, "error");
     const cJSON *msg;
     int rc;
@@ -108,8 +109,8 @@ collect_line(struct collect *c, const cJSON *line, char *errmsg, size_t errlen)
                            c->done_reason, sizeof(c->done_reason)))
         return 0;
     c->done = true;
-    if ((c->final = cJSON_Duplicate(line, true)) == NULL)
-        return -ENOMEM;
+    c->final = line; /* taken, not copied */
+    *linep = NULL;
     return 1;
 }
 

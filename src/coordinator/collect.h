@@ -33,12 +33,13 @@ void collect_init(struct collect *c, bool chat);
 void collect_cleanup(struct collect *c);
 
 /*
- * Feeds one parsed NDJSON line (read only). Returns 0, 1 once the done
- * line was taken, -EIO for an {"error":...} line (its text in errmsg),
- * -E2BIG when the answer grows past its cap, -ENOMEM.
+ * Feeds one parsed NDJSON line. Returns 0, 1 once the done line was
+ * taken: the collector then owns it and *line is set to NULL (the final
+ * answer is built on it, without a copy); -EIO for an {"error":...} line
+ * (its text in errmsg), -E2BIG when the answer grows past its cap,
+ * -ENOMEM. The caller frees *line when it is not NULL.
  */
-int collect_line(struct collect *c, const cJSON *line, char *errmsg,
-                 size_t errlen);
+int collect_line(struct collect *c, cJSON **line, char *errmsg, size_t errlen);
 
 /*
  * The common line without a parse (plainline.h): taken as collect_line()

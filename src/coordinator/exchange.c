@@ -576,7 +576,7 @@ x_line_collect(struct exchange *x, const char *line, size_t len)
         cJSON_Delete(v);
         return 0; /* not JSON: skipped, as Ollama's own clients do */
     }
-    rc = collect_line(&x->col, v, msg, sizeof(msg));
+    rc = collect_line(&x->col, &v, msg, sizeof(msg));
     cJSON_Delete(v);
     if (rc == -EIO)
         return x_error_line(x, msg);

@@ -21,7 +21,7 @@ feed(struct collect *c, const char *line, char *err, size_t errlen)
     int rc;
 
     assert_non_null(v);
-    rc = collect_line(c, v, err, errlen);
+    rc = collect_line(c, &v, err, errlen);
     cJSON_Delete(v);
     return rc;
 }
@@ -184,7 +184,7 @@ slow_feed(struct collect *c, const char *line, size_t len)
         cJSON_Delete(v);
         return 0;
     }
-    rc = collect_line(c, v, err, sizeof(err));
+    rc = collect_line(c, &v, err, sizeof(err));
     cJSON_Delete(v);
     return rc;
 }
