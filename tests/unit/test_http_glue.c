@@ -1,7 +1,7 @@
 /*
- * test_http_glue.c - the libuv glue of libmicrohttpd (http_server.c) and
- * libcurl (http_client.c), tested against each other in one process on
- * one loop.
+ * test_http_glue.c - the HTTP server (http_server.c) and the HTTP client
+ * (http_client.c), tested against each other in one process on one loop.
+ * test_http_client.c tests the client alone, against a raw server.
  *
  * Callbacks only record what happened; the test bodies assert. The loop
  * is the only synchronisation: run_until() turns it until a condition
@@ -1013,7 +1013,7 @@ test_backpressure(void **state)
                   g_bulk.drains);
 }
 
-/* http_call_pause() from outside curl holds the bytes back until
+/* http_call_pause() from outside a callback holds the bytes back until
  * http_call_resume(); none is lost or doubled. */
 static struct cli g_pr;
 static bool g_pr_paused;
@@ -1033,7 +1033,7 @@ pr_on_data(struct http_call *call, const char *p, size_t n, void *ud)
 {
     if (g_pr_paused)
         g_pr_data_while_paused++;
-    if (g_pr.got == 0) /* pause from a timer, outside curl */
+    if (g_pr.got == 0) /* pause from a timer, outside the client */
         uv_timer_start(&g_pr_timer, pr_pause_now, 0, 0);
     return cli_on_data(call, p, n, ud);
 }
@@ -1271,7 +1271,7 @@ test_client_limits(void **state)
     run_until(server_idle, NULL);
 }
 
-/* Calls started from on_data (inside curl) and from on_done, and a call
+/* Calls started from on_data (inside the client) and from on_done, and a call
  * cancelled from its own on_response. */
 static struct cli g_re[4];
 
@@ -1280,7 +1280,7 @@ re_on_data(struct http_call *call, const char *p, size_t n, void *ud)
 {
     struct cli *c = ud;
 
-    if (c->got == 0) /* inside curl's write callback */
+    if (c->got == 0) /* inside the client's read callback */
         cli_start(&g_re[1], "/echo");
     return cli_on_data(call, p, n, ud);
 }
