@@ -507,8 +507,18 @@ json_scan_value(struct json_scan *s, const char *p, size_t len, size_t *end)
     int op;
 
     for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)p[i];
+        unsigned char c;
 
+        if (s->step == json_in_string) {
+            /* inside a string, a plain byte changes nothing: skip the
+             * run without a call per byte (most of a document) */
+            while (i < len && (unsigned char)p[i] >= 0x20 && p[i] != '"' &&
+                   p[i] != '\\')
+                i++;
+            if (i == len)
+                break;
+        }
+        c = (unsigned char)p[i];
         nonspace = nonspace || !json_is_space(c);
         op = s->step(s, c);
         if (op == JSON_SCAN_END) {

@@ -88,6 +88,8 @@ static const struct {
     {"{\"a\":1\0}", 8, "invalid character '\\x00' after object key:value pair"},
     /* Cut short. */
     {"{\"a\":1", 0, "unexpected EOF"},
+    {"\"abc", 0, "unexpected EOF"},
+    {"{\"key\":\"unterminated value", 0, "unexpected EOF"},
     {"{\"a\"", 0, "unexpected EOF"},
     {"{", 0, "unexpected EOF"},
     {"[", 0, "unexpected EOF"},
