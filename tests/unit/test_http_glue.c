@@ -1225,7 +1225,7 @@ test_server_limits(void **state)
     set = (struct cli_set){&c[2], 1};
     cli_start_on(g_cli, port, &c[2], "GET", "/echo", hdrs, NULL, 0, true);
     run_until(all_done, &set);
-    /* MHD answers 431 and closes with the rest of the header unread,
+    /* The server answers 431 and closes with the rest of the header unread,
      * which resets the connection: the client may see either. */
     assert_true((c[2].err == 0 && c[2].status == 431) ||
                 c[2].err == -ECONNRESET);
@@ -1523,7 +1523,7 @@ main(void)
 
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    /* HTTP_GLUE_DEBUG=1: MHD's messages and the request trace. */
+    /* HTTP_GLUE_DEBUG=1: the request trace. */
     if (getenv("HTTP_GLUE_DEBUG") != NULL) {
         log_init("test_http_glue", LL_DEBUG);
         log_tracing = TRACE_HTTP;
