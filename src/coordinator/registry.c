@@ -38,6 +38,8 @@ struct registry {
     size_t index_cap;
     registry_event_cb cb;
     void *cb_arg;
+    registry_watch_cb watch;
+    void *watch_arg;
 };
 
 static const char *const registry_status_names[REGISTRY_STATUS_COUNT] = {
@@ -258,6 +260,21 @@ registry_emit(const struct registry *reg, enum registry_event_kind kind,
         reg->cb(&ev, reg->cb_arg);
 }
 
+void
+registry_set_watch(struct registry *reg, registry_watch_cb cb, void *arg)
+{
+    reg->watch = cb;
+    reg->watch_arg = arg;
+}
+
+static void
+registry_watch(const struct registry *reg, enum registry_watch_kind kind,
+               const struct registry_node *n, const char *model, int64_t count)
+{
+    if (reg->watch != NULL)
+        reg->watch(kind, n, model, count, reg->watch_arg);
+}
+
 /* ---- node index ------------------------------------------------------- */
 
 static void
@@ -307,6 +324,7 @@ registry_append(struct registry *reg, struct registry_node *n)
         reg->nodes =
             registry_xrealloc(reg->nodes, reg->cap, sizeof(*reg->nodes));
     }
+    n->pos = reg->n;
     reg->nodes[reg->n++] = n;
     if (reg->n * 2 + 2 > reg->index_cap) {
         registry_index_rebuild(reg);
@@ -1200,6 +1218,7 @@ registry_apply(struct registry *reg, const char *id, struct registry_hb *hb,
     n->missed_heartbeats = 0;
     registry_admit(reg, n, now_ns);
     registry_build_url(n, source_ip);
+    registry_watch(reg, REGISTRY_WATCH_NODE, n, NULL, 0);
     if (created)
         registry_emit(reg, REGISTRY_EV_JOINED, n, from, now_ns);
     else if (from != n->status)
@@ -1221,6 +1240,7 @@ registry_drain(struct registry *reg, const char *id, int64_t now_ns)
     from = n->status;
     registry_set_status(n, REGISTRY_OFFLINE, now_ns);
     registry_copy(n->reason, sizeof(n->reason), "drained");
+    registry_watch(reg, REGISTRY_WATCH_NODE, n, NULL, 0);
     if (from != REGISTRY_OFFLINE)
         registry_emit(reg, REGISTRY_EV_STATUS, n, from, now_ns);
 }
@@ -1333,10 +1353,13 @@ registry_reply_json(const struct registry_reply *r, struct buf *b)
 static void
 registry_remove_at(struct registry *reg, size_t i)
 {
+    registry_watch(reg, REGISTRY_WATCH_REMOVE, reg->nodes[i], NULL, 0);
     registry_node_free(reg->nodes[i]);
     memmove(&reg->nodes[i], &reg->nodes[i + 1],
             (reg->n - i - 1) * sizeof(*reg->nodes));
     reg->n--;
+    for (; i < reg->n; i++)
+        reg->nodes[i]->pos = i;
 }
 
 /* One node's transition; returns true when it should be removed. */
@@ -1362,6 +1385,7 @@ registry_age(struct registry *reg, struct registry_node *n, int64_t now_ns,
         n->missed_heartbeats++;
     }
     if (from != n->status) {
+        registry_watch(reg, REGISTRY_WATCH_NODE, n, NULL, 0);
         registry_emit(reg, REGISTRY_EV_STATUS, n, from, now_ns);
         (*events)++;
     }
@@ -1504,6 +1528,8 @@ registry_inflight_add(struct registry *reg, const char *node_id,
         delta = -f->count;
     f->count += delta;
     n->inflight_total += delta;
+    if (delta != 0)
+        registry_watch(reg, REGISTRY_WATCH_INFLIGHT, n, model, f->count);
     if (f->count > 0)
         return f->count;
     free(f->model);
@@ -1729,6 +1755,7 @@ registry_node_add_model(struct registry *reg, const char *node_id,
     hb->available[hb->n_available++] = registry_xstrdup(model);
     free(hb->index);
     registry_model_index_build(hb);
+    registry_watch(reg, REGISTRY_WATCH_NODE, n, NULL, 0);
     return 0;
 }
 
@@ -1765,5 +1792,7 @@ registry_node_remove_model(struct registry *reg, const char *node_id,
     hb->n_loaded = k;
     free(hb->index);
     registry_model_index_build(hb);
+    if (found)
+        registry_watch(reg, REGISTRY_WATCH_NODE, n, NULL, 0);
     return found ? 0 : -ENOENT;
 }

@@ -138,6 +138,7 @@ struct registry_inflight {
 
 struct registry_node {
     char id[REGISTRY_NODE_ID_MAX + 1];
+    size_t pos; /* position in registry order: registry_node_at(pos) */
     enum registry_status status;
     char reason[192]; /* why rejected / offline; "" otherwise */
     int64_t first_seen_ns;
@@ -170,6 +171,28 @@ struct registry_event {
 /* Called synchronously for each event; it must not modify the registry. */
 typedef void (*registry_event_cb)(const struct registry_event *ev, void *arg);
 
+/*
+ * Changes to what routing reads of a node, for an index kept beside the
+ * registry (the router's, scoreidx.c), reported synchronously:
+ *  NODE      after a node joined (appended at position count - 1), after
+ *            a heartbeat was applied, a status changed (ageing, drain),
+ *            or herd added or removed a model (pull, delete);
+ *  REMOVE    just before a node is freed; the nodes after it then move
+ *            down one position;
+ *  INFLIGHT  after a router in-flight count changed: model and the new
+ *            count.
+ * model is NULL and count 0 except for INFLIGHT. The callback must not
+ * modify the registry.
+ */
+enum registry_watch_kind {
+    REGISTRY_WATCH_NODE,
+    REGISTRY_WATCH_REMOVE,
+    REGISTRY_WATCH_INFLIGHT,
+};
+typedef void (*registry_watch_cb)(enum registry_watch_kind kind,
+                                  const struct registry_node *n,
+                                  const char *model, int64_t count, void *arg);
+
 /* What the HTTP layer answers to an accepted heartbeat. */
 struct registry_reply {
     bool draining; /* a drain message was handled */
@@ -191,6 +214,8 @@ void registry_free(struct registry *reg);
 
 void registry_set_event_cb(struct registry *reg, registry_event_cb cb,
                            void *arg);
+/* One watcher (NULL = none); see enum registry_watch_kind. */
+void registry_set_watch(struct registry *reg, registry_watch_cb cb, void *arg);
 
 /*
  * Handles one POST /heartbeat body (ollama-herd §2.5 payload, or the drain

@@ -1,14 +1,15 @@
 /*
  * router.c - node choice, slots and the holding queue (see router.h).
  *
- * The snapshot: scorer.c wants plain arrays; the registry has nodes with
- * their own arrays. Converting on every request would allocate per node
- * per request, so the converted fleet is kept and rebuilt only when the
- * registry changed (router_fleet_changed), at the next decision. The
- * strings it borrows belong to the registry's current heartbeats, which
- * cannot change before that rebuild: both happen on the loop thread and a
- * heartbeat always marks the snapshot stale. Per request only the fields
- * that depend on it (in-flight counts, exclusions, p75) are patched in.
+ * The scoring inputs live in an index by model (scoreidx.c), which the
+ * registry keeps current through its watch callback: every heartbeat,
+ * status change, pull, delete, removal and in-flight change updates the
+ * few records concerned as it happens. A decision marks the nodes this
+ * request may not use (already tried, ejected) or may use once
+ * (probation), ranks the nodes of each model it asks for, and takes a
+ * slot on the best one with a free slot. Only then, and outside the
+ * time it reports as the decision's, does it render the trace's
+ * breakdowns, for the candidates shown only.
  */
 #include "router.h"
 
@@ -22,6 +23,7 @@
 #include "herd/log.h"
 #include "metrics.h"
 #include "modelcat.h"
+#include "scoreidx.h"
 
 #define RATE_BUCKETS 10 /* seconds of slot releases remembered */
 
@@ -43,19 +45,10 @@ struct qstat {
 
 struct router {
     struct herd *h;
-    /* the snapshot */
-    bool stale;
-    size_t n, cap;
-    struct scorer_node *nodes;
-    const struct registry_node **rn;
-    /* each node's room in the arenas below, so that a heartbeat can
-     * refresh its node in place (router_node_changed) */
-    uint32_t *ld_room, *ul_room;
-    struct scorer_result *results, *results2;
-    struct scorer_loaded *loaded;
-    size_t n_loaded_cap;
-    struct scorer_unloaded *unl;
-    size_t n_unl_cap;
+    struct sidx *idx; /* the scoring inputs, by model */
+    /* rankings of one request: the one being made, the first cold model
+     * (kept while the others are tried), the best VRAM fallback */
+    struct sidx_ranked rk[3];
     /* the holding queue */
     struct route_req *head, *tail;
     size_t n_held;
@@ -80,6 +73,26 @@ static void router_on_hold_timer(uv_timer_t *t);
 static bool router_wants(const struct route_req *rr, const char *model);
 static void router_on_wake_timer(uv_timer_t *t);
 
+/* The registry's changes, as they happen. */
+static void
+router_on_watch(enum registry_watch_kind kind, const struct registry_node *n,
+                const char *model, int64_t count, void *arg)
+{
+    struct router *r = arg;
+
+    switch (kind) {
+    case REGISTRY_WATCH_NODE:
+        sidx_sync_node(r->idx, r->h->reg, n);
+        break;
+    case REGISTRY_WATCH_REMOVE:
+        sidx_remove_node(r->idx, n->pos);
+        break;
+    case REGISTRY_WATCH_INFLIGHT:
+        sidx_set_inflight(r->idx, n, model, count);
+        break;
+    }
+}
+
 struct router *
 router_new(struct herd *h)
 {
@@ -88,7 +101,9 @@ router_new(struct herd *h)
     if (r == NULL)
         return NULL;
     r->h = h;
-    r->stale = true;
+    r->idx = sidx_new();
+    sidx_sync_all(r->idx, h->reg);
+    registry_set_watch(h->reg, router_on_watch, r);
     uv_timer_init(h->loop, &r->hold_timer);
     uv_timer_init(h->loop, &r->wake_timer);
     r->hold_timer.data = r->wake_timer.data = r;
@@ -104,14 +119,9 @@ router_free_mem(struct router *r)
     }
     free(r->qs);
     free(r->nh);
-    free(r->nodes);
-    free(r->rn);
-    free(r->ld_room);
-    free(r->ul_room);
-    free(r->results);
-    free(r->results2);
-    free(r->loaded);
-    free(r->unl);
+    for (size_t i = 0; i < 3; i++)
+        sidx_ranked_cleanup(&r->rk[i]);
+    sidx_free(r->idx);
 }
 
 static void
@@ -135,37 +145,12 @@ router_free(struct router *r, void (*closed)(void *), void *ud)
             closed(ud);
         return;
     }
+    registry_set_watch(r->h->reg, NULL, NULL);
     r->closed = closed;
     r->closed_ud = ud;
     r->closing = 2;
     uv_close((uv_handle_t *)&r->hold_timer, router_on_closed);
     uv_close((uv_handle_t *)&r->wake_timer, router_on_closed);
-}
-
-/* --- the snapshot --------------------------------------------------------- */
-
-static enum scorer_cap_mode
-router_cap_mode(const char *m)
-{
-    static const struct {
-        const char *name;
-        enum scorer_cap_mode mode;
-    } map[] = {
-        {"full", SCORER_CAP_FULL},
-        {"learned_high", SCORER_CAP_LEARNED_HIGH},
-        {"learned_medium", SCORER_CAP_LEARNED_MEDIUM},
-        {"learned_low", SCORER_CAP_LEARNED_LOW},
-        {"paused", SCORER_CAP_PAUSED},
-        {"bootstrap", SCORER_CAP_BOOTSTRAP},
-        /* herd-node's bootstrap: routable at a conservative ceiling */
-        {"learning", SCORER_CAP_LEARNED_LOW},
-    };
-
-    for (size_t i = 0; i < sizeof(map) / sizeof(*map); i++) {
-        if (strcmp(m, map[i].name) == 0)
-            return map[i].mode;
-    }
-    return SCORER_CAP_LEARNED_MEDIUM;
 }
 
 static int
@@ -183,129 +168,31 @@ router_grow(void **p, size_t *cap, size_t want, size_t size)
     return 0;
 }
 
+/* --- fleet changes -------------------------------------------------------- */
+
 static void
-router_fill_node(struct scorer_node *sn, const struct registry_node *n,
-                 struct scorer_loaded *ld, struct scorer_unloaded *ul)
+router_wake_all(struct router *r)
 {
-    const struct registry_hb *hb = &n->hb;
-
-    memset(sn, 0, sizeof(*sn));
-    sn->id = n->id;
-    sn->status = n->status == REGISTRY_ONLINE     ? SCORER_ONLINE
-                 : n->status == REGISTRY_DEGRADED ? SCORER_DEGRADED
-                                                  : SCORER_OFFLINE;
-    sn->has_ollama = hb->ollama_healthy;
-    sn->pressure =
-        hb->pressure == REGISTRY_PRESSURE_CRITICAL ? SCORER_PRESSURE_CRITICAL
-        : hb->pressure == REGISTRY_PRESSURE_WARN   ? SCORER_PRESSURE_WARN
-                                                   : SCORER_PRESSURE_NORMAL;
-    sn->mem_total_gb = hb->mem_total_gb;
-    sn->mem_available_gb = hb->mem_available_gb;
-    sn->bandwidth_gbs = hb->memory_bandwidth_gbps;
-    if (hb->has_capacity) {
-        sn->cap.present = true;
-        sn->cap.mode = router_cap_mode(hb->capacity.mode);
-        sn->cap.availability_score = hb->capacity.availability_score;
-        sn->cap.ceiling_gb = hb->capacity.ceiling_gb;
-    }
-    for (size_t i = 0; i < hb->n_loaded; i++) {
-        ld[i].name = hb->loaded[i].name;
-        ld[i].size_gb = hb->loaded[i].size_gb;
-        ld[i].context_length = hb->loaded[i].context_length > 0
-                                   ? (uint32_t)hb->loaded[i].context_length
-                                   : 0;
-    }
-    sn->loaded = ld;
-    sn->n_loaded = hb->n_loaded;
-    sn->available = (const char *const *)hb->available;
-    sn->n_available = hb->n_available;
-    for (size_t i = 0; i < n->n_unloaded; i++) {
-        ul[i].name = n->unloaded[i].name;
-        ul[i].unloaded_ns = n->unloaded[i].at_ns;
-    }
-    sn->unloaded = ul;
-    sn->n_unloaded = n->n_unloaded;
-    sn->num_parallel = hb->num_parallel > 0 ? (uint32_t)hb->num_parallel : 1;
-}
-
-/* Arena room per node: its count and some slack, for in-place refresh. */
-#define ROOM_SLACK 4
-
-static int
-router_rebuild(struct router *r)
-{
-    struct registry *reg = r->h->reg;
-    size_t n = registry_count(reg), nl = 0, nu = 0, ol = 0, ou = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        const struct registry_node *rn = registry_node_at(reg, i);
-
-        nl += rn->hb.n_loaded + ROOM_SLACK;
-        nu += rn->n_unloaded + ROOM_SLACK;
-    }
-    if (router_grow((void **)&r->nodes, &r->cap, n, sizeof(*r->nodes)) ||
-        (r->cap > 0 &&
-         (!(r->rn = realloc(r->rn, r->cap * sizeof(*r->rn))) ||
-          !(r->ld_room = realloc(r->ld_room, r->cap * sizeof(*r->ld_room))) ||
-          !(r->ul_room = realloc(r->ul_room, r->cap * sizeof(*r->ul_room))) ||
-          !(r->results = realloc(r->results, r->cap * sizeof(*r->results))) ||
-          !(r->results2 =
-                realloc(r->results2, r->cap * sizeof(*r->results2))))) ||
-        router_grow((void **)&r->loaded, &r->n_loaded_cap, nl + 1,
-                    sizeof(*r->loaded)) ||
-        router_grow((void **)&r->unl, &r->n_unl_cap, nu + 1, sizeof(*r->unl)))
-        return -ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        const struct registry_node *rn = registry_node_at(reg, i);
-
-        r->rn[i] = rn;
-        router_fill_node(&r->nodes[i], rn, r->loaded + ol, r->unl + ou);
-        r->ld_room[i] = (uint32_t)(rn->hb.n_loaded + ROOM_SLACK);
-        r->ul_room[i] = (uint32_t)(rn->n_unloaded + ROOM_SLACK);
-        ol += r->ld_room[i];
-        ou += r->ul_room[i];
-    }
-    r->n = n;
-    r->stale = false;
-    return 0;
-}
-
-void
-router_node_changed(struct router *r, const char *node_id)
-{
-    const struct registry_node *rn = registry_find(r->h->reg, node_id);
-    size_t i = 0;
-
-    if (!r->stale) {
-        /* the same node (pointer) at the same place, with room for its
-         * new lists: refresh it alone; anything else: rebuild it all */
-        while (i < r->n && r->rn[i] != rn)
-            i++;
-        if (rn == NULL || i == r->n || rn->hb.n_loaded > r->ld_room[i] ||
-            rn->n_unloaded > r->ul_room[i] ||
-            registry_node_at(r->h->reg, i) != rn)
-            r->stale = true;
-        else
-            router_fill_node(&r->nodes[i], rn,
-                             (struct scorer_loaded *)r->nodes[i].loaded,
-                             (struct scorer_unloaded *)r->nodes[i].unloaded);
-    }
     if (r->n_held > 0) {
         r->wake_budget = SIZE_MAX;
         if (!uv_is_active((uv_handle_t *)&r->wake_timer))
             uv_timer_start(&r->wake_timer, router_on_wake_timer, 0, 0);
     }
+}
+
+/* The index follows the registry by itself (router_on_watch); a change
+ * only gives held requests another chance. */
+void
+router_node_changed(struct router *r, const char *node_id)
+{
+    (void)node_id;
+    router_wake_all(r);
 }
 
 void
 router_fleet_changed(struct router *r)
 {
-    r->stale = true;
-    if (r->n_held > 0) {
-        r->wake_budget = SIZE_MAX;
-        if (!uv_is_active((uv_handle_t *)&r->wake_timer))
-            uv_timer_start(&r->wake_timer, router_on_wake_timer, 0, 0);
-    }
+    router_wake_all(r);
 }
 
 /* --- deciding ------------------------------------------------------------- */
@@ -323,16 +210,6 @@ route_decision_cleanup(struct route_decision *d)
 {
     buf_cleanup(&d->breakdown);
     buf_cleanup(&d->candidates);
-}
-
-static bool
-router_excluded(const struct route_req *rr, const char *id)
-{
-    for (size_t i = 0; i < rr->n_excluded; i++) {
-        if (strcmp(rr->excluded[i], id) == 0)
-            return true;
-    }
-    return false;
 }
 
 /* --- node health ------------------------------------------------------- */
@@ -420,10 +297,46 @@ router_health_json(struct router *r, struct buf *b)
     return rc == 0 ? buf_appends(b, "}") : rc;
 }
 
-/* Patches the per-request fields for model and scores. */
+/* The trace store's p75 latency of node:model, 0 when none. */
+static double
+router_p75(void *arg, const struct registry_node *n, const char *model)
+{
+    struct router *r = arg;
+    double p75 = 0;
+
+    if (traces_p75_ms(r->h->traces, n->id, model, &p75) != 0)
+        p75 = 0;
+    return p75;
+}
+
+/* Marks the nodes rr may not use (already tried; ejected) and those on
+ * probation (one request at a time). */
+static void
+router_mark(struct router *r, const struct route_req *rr)
+{
+    int64_t now = r->n_nh > 0 ? herd_now_ns() : 0;
+
+    for (size_t i = 0; i < rr->n_excluded; i++) {
+        const struct registry_node *n =
+            registry_find(r->h->reg, rr->excluded[i]);
+
+        if (n != NULL)
+            sidx_mark(r->idx, n->pos, SIDX_EXCLUDED);
+    }
+    for (size_t i = 0; i < r->n_nh; i++) {
+        const struct registry_node *n = registry_find(r->h->reg, r->nh[i].id);
+
+        if (n != NULL)
+            sidx_mark(r->idx, n->pos,
+                      now < r->nh[i].ejected_until ? SIDX_EXCLUDED
+                                                   : SIDX_PROBATION);
+    }
+}
+
+/* Ranks the nodes for model into rk. */
 static int
-router_score(struct router *r, const struct route_req *rr, const char *model,
-             uint64_t seed, struct scorer_result *out)
+router_rank(struct router *r, const struct route_req *rr, const char *model,
+            uint64_t seed, struct sidx_ranked *rk)
 {
     struct scorer_request req = {
         .model = model,
@@ -432,151 +345,116 @@ router_score(struct router *r, const struct route_req *rr, const char *model,
         .seed = seed,
     };
 
-    for (size_t i = 0; i < r->n; i++) {
-        struct scorer_node *sn = &r->nodes[i];
-        int64_t inf = registry_inflight_get(r->rn[i], model);
-        double p75 = 0;
-
-        sn->excluded = rr->n_excluded > 0 && router_excluded(rr, sn->id);
-        sn->num_parallel = r->rn[i]->hb.num_parallel > 0
-                               ? (uint32_t)r->rn[i]->hb.num_parallel
-                               : 1;
-        if (r->n_nh > 0) {
-            struct nhealth *h = router_nh_find(r, sn->id);
-
-            if (h != NULL && req.now_ns < h->ejected_until)
-                sn->excluded = true;
-            else if (h != NULL)
-                sn->num_parallel = 1; /* probation */
-        }
-        sn->in_flight = inf > 0 ? (uint32_t)inf : 0;
-        sn->queued = 0;
-        if (inf > 0 && r->h->traces != NULL &&
-            traces_p75_ms(r->h->traces, sn->id, model, &p75) != 0)
-            p75 = 0;
-        sn->p75_ms = p75;
-    }
-    return scorer_score(r->nodes, r->n, &req, &r->h->cfg->weights, out);
-}
-
-static bool
-router_slot_free(const struct router *r, const struct scorer_result *res)
-{
-    const struct scorer_node *sn = &r->nodes[res->node];
-
-    return sn->in_flight < (sn->num_parallel ? sn->num_parallel : 1);
-}
-
-static bool
-router_is_hot(const struct router *r, const struct scorer_result *res,
-              const char *model)
-{
-    const struct scorer_node *sn = &r->nodes[res->node];
-
-    for (size_t i = 0; i < sn->n_loaded; i++) {
-        if (strcmp(sn->loaded[i].name, model) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Index into out of the best eligible result with a free slot, or -1.
- * The scorer sorts only the best SCORER_SORTED; past them, the best free
- * one is found by comparison. */
-static int
-router_pick(const struct router *r, const struct scorer_result *out,
-            int eligible)
-{
-    int sorted = eligible < SCORER_SORTED ? eligible : SCORER_SORTED;
-    int best = -1;
-
-    for (int i = 0; i < sorted; i++) {
-        if (router_slot_free(r, &out[i]))
-            return i;
-    }
-    for (int i = sorted; i < eligible; i++) {
-        if (router_slot_free(r, &out[i]) &&
-            (best < 0 || scorer_rank_cmp(&out[i], &out[best]) < 0))
-            best = i;
-    }
-    return best;
-}
-
-static bool
-router_model_known(const struct router *r, const char *model)
-{
-    struct registry *reg = r->h->reg;
-    size_t n = registry_count(reg);
-
-    for (size_t i = 0; i < n; i++) {
-        const struct registry_node *rn = registry_node_at(reg, i);
-
-        /* a rejected node stays rejected: holding for it is pointless */
-        if (rn->status == REGISTRY_REJECTED)
-            continue;
-        if (registry_node_loaded(rn, model) ||
-            registry_node_available(rn, model))
-            return true;
-    }
-    return false;
+    return sidx_rank(r->idx, &req, &r->h->cfg->weights,
+                     r->h->traces != NULL ? router_p75 : NULL, r, rk);
 }
 
 static int
-router_candidates_json(const struct router *r, const struct scorer_result *out,
-                       struct buf *b)
+router_candidate_json(const struct router *r, const struct scorer_result *res,
+                      uint32_t num_parallel, bool first, struct buf *b)
 {
+    const struct registry_node *n = sidx_node(r->idx, res->node);
+    int rc = buf_appends(b, first ? "{\"node_id\":" : ",{\"node_id\":");
+
+    if (rc == 0)
+        rc = json_append_str(b, n->id, strlen(n->id));
+    if (rc == 0)
+        rc = buf_appendf(b,
+                         ",\"score\":%.4f,\"in_flight\":%u,"
+                         "\"num_parallel\":%u,\"breakdown\":",
+                         res->b.total, res->in_flight,
+                         num_parallel ? num_parallel : 1);
+    if (rc == 0)
+        rc = scorer_breakdown_json(res, b);
+    return rc == 0 ? buf_appends(b, "}") : rc;
+}
+
+/* Every candidate as the scorer ranks them, capped: the eligible ones
+ * best first, then the eliminated ones in registry order. */
+static int
+router_candidates_json(struct router *r, struct sidx_ranked *rk, struct buf *b)
+{
+    const struct scorer_weights *w = &r->h->cfg->weights;
+    size_t n = sidx_count(r->idx), pos = SIZE_MAX, i = 0;
     size_t shown =
-        r->n < ROUTER_MAX_CANDIDATES_JSON ? r->n : ROUTER_MAX_CANDIDATES_JSON;
+        n < ROUTER_MAX_CANDIDATES_JSON ? n : ROUTER_MAX_CANDIDATES_JSON;
+    struct scorer_result res;
+    uint32_t np;
+    size_t k = sidx_top(rk);
     int rc = buf_appends(b, "[");
 
-    for (size_t i = 0; rc == 0 && i < shown; i++) {
-        const struct scorer_node *sn = &r->nodes[out[i].node];
-
-        rc = buf_appends(b, i ? ",{\"node_id\":" : "{\"node_id\":");
-        if (rc == 0)
-            rc = json_append_str(b, sn->id, strlen(sn->id));
-        if (rc == 0)
-            rc = buf_appendf(b,
-                             ",\"score\":%.4f,\"in_flight\":%u,"
-                             "\"num_parallel\":%u,\"breakdown\":",
-                             out[i].b.total, sn->in_flight,
-                             sn->num_parallel ? sn->num_parallel : 1);
-        if (rc == 0)
-            rc = scorer_breakdown_json(&out[i], b);
-        if (rc == 0)
-            rc = buf_appends(b, "}");
+    for (; rc == 0 && i < shown && i < k; i++) {
+        sidx_result(r->idx, rk, w, &rk->keys[i], &res, &np);
+        rc = router_candidate_json(r, &res, np, i == 0, b);
     }
-    if (rc == 0 && shown < r->n)
-        rc = buf_appendf(b, ",{\"omitted\":%zu}", r->n - shown);
+    for (; rc == 0 && i < shown &&
+           sidx_next_eliminated(r->idx, rk, w, &pos, &res, &np);
+         i++)
+        rc = router_candidate_json(r, &res, np, i == 0, b);
+    if (rc == 0 && shown < n)
+        rc = buf_appendf(b, ",{\"omitted\":%zu}", n - shown);
     return rc == 0 ? buf_appends(b, "]") : rc;
 }
 
+/* The trace's part of a decision: the winner's signals, the candidates. */
 static int
-router_fill(struct router *r, const struct scorer_result *out, int eligible,
-            int pick, size_t model_index, const char *model,
-            struct route_decision *d)
+router_render(struct router *r, struct sidx_ranked *rk,
+              struct route_decision *d)
 {
-    const struct scorer_result *w = &out[pick];
-    const struct registry_node *rn = r->rn[w->node];
-    int64_t rc;
+    struct scorer_result w;
 
-    snprintf(d->node_id, sizeof(d->node_id), "%s", rn->id);
-    snprintf(d->model, sizeof(d->model), "%s", model);
-    snprintf(d->base_url, sizeof(d->base_url), "%s", rn->ollama_base_url);
-    d->model_index =
-        model_index == ROUTER_VRAM_FALLBACK ? -1 : (int)model_index;
-    d->score = w->b.total;
-    d->rank = pick + 1;
-    d->n_eligible = (size_t)eligible;
     buf_reset(&d->breakdown);
     buf_reset(&d->candidates);
-    if (scorer_breakdown_json(w, &d->breakdown) != 0 ||
-        router_candidates_json(r, out, &d->candidates) != 0) {
+    sidx_result(r->idx, rk, &r->h->cfg->weights, &rk->pick, &w, NULL);
+    if (scorer_breakdown_json(&w, &d->breakdown) != 0 ||
+        router_candidates_json(r, rk, &d->candidates) != 0) {
         buf_reset(&d->candidates);
         if (buf_appends(&d->candidates, "[]") != 0)
             return -ENOMEM;
     }
-    rc = registry_inflight_add(r->h->reg, rn->id, model, 1);
+    return 0;
+}
+
+static void
+router_count_decision(struct router *r, int64_t ns)
+{
+    r->h->stats.decisions++;
+    r->h->stats.decision_ns_total += (uint64_t)ns;
+    if (r->h->metrics != NULL)
+        metrics_scoring(r->h->metrics, (double)ns / 1e9);
+}
+
+/*
+ * Takes a slot on rk's pick for model and fills d. The time from t0 to
+ * now, and that of taking the slot, count as the decision's; rendering
+ * the trace's breakdowns in between does not. Clears the marks. A
+ * failure is counted only when it is the request's last try (last).
+ */
+static int
+router_commit(struct router *r, struct sidx_ranked *rk, size_t model_index,
+              const char *model, int64_t t0, bool last,
+              struct route_decision *d)
+{
+    const struct scorer_key *k = &rk->pick;
+    const struct registry_node *n = sidx_node(r->idx, k->node);
+    int64_t t1, t2, rc;
+
+    snprintf(d->node_id, sizeof(d->node_id), "%s", n->id);
+    snprintf(d->model, sizeof(d->model), "%s", model);
+    snprintf(d->base_url, sizeof(d->base_url), "%s", n->ollama_base_url);
+    d->model_index =
+        model_index == ROUTER_VRAM_FALLBACK ? -1 : (int)model_index;
+    d->score = k->total;
+    d->rank = rk->rank;
+    d->n_eligible = (size_t)rk->eligible;
+    t1 = herd_now_ns();
+    rc = router_render(r, rk, d);
+    sidx_unmark_all(r->idx);
+    t2 = herd_now_ns();
+    if (rc == 0)
+        rc = registry_inflight_add(r->h->reg, d->node_id, model, 1);
+    if (rc >= 0 || last)
+        router_count_decision(r, (t1 - t0) + (herd_now_ns() - t2));
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -584,33 +462,35 @@ router_fill(struct router *r, const struct scorer_result *out, int eligible,
  * VRAM fallback (reference §4.5): every model asked for is cold
  * everywhere, so serve one that is already loaded instead of loading,
  * preferring the same category; another category only when allowed.
- * The best hot node with a free slot over all such models wins.
+ * The best hot node with a free slot over all such models wins: its
+ * ranking is left in *best, and the model's name (borrowed from the
+ * registry) returned; NULL when there is none.
  */
 #define VRAM_MAX_CANDIDATES 16
 
-static bool
+static const char *
 router_vram_fallback(struct router *r, struct route_req *rr, uint64_t seed,
-                     struct route_decision *d)
+                     struct sidx_ranked **cur, struct sidx_ranked **best)
 {
+    struct registry *reg = r->h->reg;
     const char *cat = modelcat_classify(rr->models[0]);
     const char *cands[VRAM_MAX_CANDIDATES];
     size_t nc = 0;
     const char *best_model = NULL;
-    double best_total = 0;
-    int best_pick = -1, best_eligible = 0;
 
     for (int cross = 0; cross < 2 && best_model == NULL; cross++) {
         if (cross && !r->h->cfg->vram_fallback_cross)
             break;
         nc = 0;
-        for (size_t i = 0; i < r->n && nc < VRAM_MAX_CANDIDATES; i++) {
-            const struct scorer_node *sn = &r->nodes[i];
+        for (size_t i = 0; i < registry_count(reg) && nc < VRAM_MAX_CANDIDATES;
+             i++) {
+            const struct registry_node *n = registry_node_at(reg, i);
 
-            if (sn->status == SCORER_OFFLINE)
+            if (!registry_node_routable(n))
                 continue;
-            for (size_t k = 0; k < sn->n_loaded && nc < VRAM_MAX_CANDIDATES;
+            for (size_t k = 0; k < n->hb.n_loaded && nc < VRAM_MAX_CANDIDATES;
                  k++) {
-                const char *m = sn->loaded[k].name;
+                const char *m = n->hb.loaded[k].name;
                 bool dup = router_wants(rr, m);
 
                 for (size_t j = 0; j < nc && !dup; j++)
@@ -622,98 +502,78 @@ router_vram_fallback(struct router *r, struct route_req *rr, uint64_t seed,
             }
         }
         for (size_t j = 0; j < nc; j++) {
-            int eligible = router_score(r, rr, cands[j], seed, r->results);
-            int pick = eligible > 0 ? router_pick(r, r->results, eligible) : -1;
+            struct sidx_ranked *t;
 
-            if (pick < 0 || !router_is_hot(r, &r->results[pick], cands[j]))
+            if (router_rank(r, rr, cands[j], seed, *cur) <= 0 ||
+                !(*cur)->has_pick || !(*cur)->hot)
                 continue;
-            if (best_model == NULL || r->results[pick].b.total > best_total) {
+            if (best_model == NULL ||
+                (*cur)->pick.total > (*best)->pick.total) {
                 best_model = cands[j];
-                best_total = r->results[pick].b.total;
-                best_pick = pick;
-                best_eligible = eligible;
-                memcpy(r->results2, r->results, r->n * sizeof(*r->results));
+                t = *best;
+                *best = *cur;
+                *cur = t;
             }
         }
     }
-    if (best_model == NULL)
-        return false;
-    log_info("VRAM fallback: %s is cold everywhere; serving %s (%s, already "
-             "loaded)",
-             rr->models[0], best_model, modelcat_classify(best_model));
-    return router_fill(r, r->results2, best_eligible, best_pick,
-                       ROUTER_VRAM_FALLBACK, best_model, d) == 0;
-}
-
-static void
-router_count_decision(struct router *r, uint64_t t0)
-{
-    uint64_t ns = (uint64_t)herd_now_ns() - t0;
-
-    r->h->stats.decisions++;
-    r->h->stats.decision_ns_total += ns;
-    if (r->h->metrics != NULL)
-        metrics_scoring(r->h->metrics, (double)ns / 1e9);
+    return best_model;
 }
 
 enum route_result
 router_route(struct router *r, struct route_req *rr, struct route_decision *d)
 {
-    uint64_t seed = herd_rand(r->h), t0 = (uint64_t)herd_now_ns();
-    int cold_model = -1, cold_pick = -1, cold_eligible = 0;
-    bool any_full = false, any_eligible = false;
+    uint64_t seed = herd_rand(r->h);
+    int64_t t0 = herd_now_ns();
+    struct sidx_ranked *cur = &r->rk[0], *spare = &r->rk[1], *cold = NULL;
+    int cold_model = -1;
+    bool any_full = false;
     enum route_result res = ROUTE_UNKNOWN;
-    int last_scored = -1;
 
-    if (r->stale && router_rebuild(r) != 0)
-        return ROUTE_NO_NODE;
+    router_mark(r, rr);
     for (size_t m = 0; m < rr->n_models; m++) {
-        int eligible = router_score(r, rr, rr->models[m], seed, r->results);
-        int pick;
-
-        last_scored = (int)m;
-        if (eligible <= 0)
+        if (router_rank(r, rr, rr->models[m], seed, cur) <= 0)
             continue;
-        any_eligible = true;
-        pick = router_pick(r, r->results, eligible);
-        if (pick < 0) {
+        if (!cur->has_pick) {
             any_full = true;
             continue;
         }
-        if (router_is_hot(r, &r->results[pick], rr->models[m])) {
-            router_count_decision(r, t0);
-            if (router_fill(r, r->results, eligible, pick, m, rr->models[m],
-                            d) != 0)
-                return ROUTE_NO_NODE;
+        if (cur->hot)
+            return router_commit(r, cur, m, rr->models[m], t0, true, d) == 0
+                       ? ROUTE_OK
+                       : ROUTE_NO_NODE;
+        if (cold == NULL) {
+            cold = cur;
+            cold_model = (int)m;
+            cur = spare;
+            spare = &r->rk[2];
+        }
+    }
+    if (cold != NULL && !any_full && r->h->cfg->vram_fallback) {
+        struct sidx_ranked *best = spare;
+        const char *fb = router_vram_fallback(r, rr, seed, &cur, &best);
+
+        if (fb != NULL && router_commit(r, best, ROUTER_VRAM_FALLBACK, fb, t0,
+                                        false, d) == 0) {
+            log_info("VRAM fallback: %s is cold everywhere; serving %s (%s, "
+                     "already loaded)",
+                     rr->models[0], d->model, modelcat_classify(d->model));
             return ROUTE_OK;
         }
-        if (cold_model < 0) {
-            cold_model = (int)m;
-            cold_pick = pick;
-            cold_eligible = eligible;
-            memcpy(r->results2, r->results, r->n * sizeof(*r->results));
-        }
+        router_mark(r, rr); /* again, if a failed commit cleared them */
     }
-    (void)last_scored;
-    if (cold_model >= 0 && !any_full && r->h->cfg->vram_fallback &&
-        router_vram_fallback(r, rr, seed, d)) {
-        router_count_decision(r, t0);
-        return ROUTE_OK;
-    }
-    router_count_decision(r, t0);
-    if (cold_model >= 0) {
-        if (router_fill(r, r->results2, cold_eligible, cold_pick,
-                        (size_t)cold_model, rr->models[cold_model], d) != 0)
-            return ROUTE_NO_NODE;
-        return ROUTE_OK;
-    }
+    if (cold != NULL)
+        return router_commit(r, cold, (size_t)cold_model,
+                             rr->models[cold_model], t0, true, d) == 0
+                   ? ROUTE_OK
+                   : ROUTE_NO_NODE;
     if (any_full)
-        return ROUTE_FULL;
+        res = ROUTE_FULL;
     for (size_t m = 0; m < rr->n_models && res == ROUTE_UNKNOWN; m++) {
-        if (router_model_known(r, rr->models[m]))
+        if (sidx_model_known(r->idx, rr->models[m]))
             res = ROUTE_NO_NODE;
     }
-    (void)any_eligible;
+    sidx_unmark_all(r->idx);
+    router_count_decision(r, herd_now_ns() - t0);
     return res;
 }
 

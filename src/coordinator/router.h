@@ -1,14 +1,15 @@
 /*
  * router.h - chooses the node for a request and owns the slots.
  *
- * For each request the router scores every node (scorer.c) on a cached
- * snapshot of the registry, rebuilt lazily after a heartbeat or a status
- * change, with the router's own in-flight counts patched in. A node:model
- * pair has as many slots as the node's num_parallel (OLLAMA_NUM_PARALLEL);
- * the request goes to the best eligible node with a free slot. When every
- * eligible node is full it waits here, in FIFO order, and takes the first
- * slot that frees on any eligible node, for at most hold_timeout; then it
- * gets 503 with a Retry-After estimated from the observed drain rate.
+ * For each request the router scores every node that has the model
+ * (scorer.c) from an index of the scoring inputs by model (scoreidx.c),
+ * which the registry's watch callback keeps current, with the router's
+ * own in-flight counts in it. A node:model pair has as many slots as the
+ * node's num_parallel (OLLAMA_NUM_PARALLEL); the request goes to the best
+ * eligible node with a free slot. When every eligible node is full it
+ * waits here, in FIFO order, and takes the first slot that frees on any
+ * eligible node, for at most hold_timeout; then it gets 503 with a
+ * Retry-After estimated from the observed drain rate.
  *
  * Loop thread only.
  */
@@ -64,15 +65,17 @@ struct route_req {
     void (*on_wake)(struct route_req *rr, const struct route_decision *d);
 };
 
+/* h->reg must exist: the router indexes its nodes and becomes its
+ * watcher (registry_set_watch) until router_free. */
 struct router *router_new(struct herd *h);
 /* Every held request must have been removed (router_unhold) first. */
 void router_free(struct router *r, void (*closed)(void *), void *ud);
 
-/* The registry changed (heartbeat, status change, removal). Held
- * requests are retried once the loop comes round. */
+/* The registry changed (heartbeat, status change, removal) or the
+ * settings did. Held requests are retried once the loop comes round. The
+ * index needs no call: the registry reports every change to it. */
 void router_fleet_changed(struct router *r);
-/* One node's heartbeat was accepted: refreshes that node alone when it
- * can (the common case at 1,000 nodes), else the whole snapshot. */
+/* One node's heartbeat was accepted: held requests are retried. */
 void router_node_changed(struct router *r, const char *node_id);
 
 void route_decision_init(struct route_decision *d);
@@ -81,7 +84,9 @@ void route_decision_cleanup(struct route_decision *d);
 /*
  * Scores the fleet for rr and, on ROUTE_OK, takes a slot on the chosen
  * node:model (released with router_release) and fills d. Never holds by
- * itself: on ROUTE_FULL the caller decides (router_hold).
+ * itself: on ROUTE_FULL the caller decides (router_hold). The time it
+ * took, less that of rendering d's breakdown and candidates, goes to
+ * herd_scoring_seconds and stats.decision_ns_total.
  */
 enum route_result router_route(struct router *r, struct route_req *rr,
                                struct route_decision *d);

@@ -2,13 +2,16 @@
  * scorer.h - ranks the fleet's nodes for one request.
  *
  * A pure module: no I/O, no globals, no clock reads, no allocation of its
- * own (the median and the sort work in the caller's result array). The
- * caller (the router) copies what it knows about each node into a plain
- * struct scorer_node, adds the request (model, token estimate, the time,
- * a random seed) and the settings, and gets back one struct scorer_result
+ * own (the median and the sort work in the caller's result array). A
+ * caller copies what it knows about each node into a plain struct
+ * scorer_node, adds the request (model, token estimate, the time, a
+ * random seed) and the settings, and gets back one struct scorer_result
  * per node: the eligible ones sorted best first, then the eliminated ones,
  * each with every signal of its score, because a trace records every
- * candidate.
+ * candidate. The router instead keeps the same inputs without strings,
+ * by model (struct scorer_cnode, scorer_centry; scoreidx.c), and ranks
+ * them with scorer_rank(): the same code, without a string comparison or
+ * a node that cannot have the model.
  *
  * The signals and elimination rules are those of ollama-herd's
  * server/scorer.py, with the deliberate differences described in
@@ -97,6 +100,59 @@ struct scorer_node {
     double p75_ms;         /* p75 latency of node:model; 0 = none yet */
 };
 
+/*
+ * The scorer's inputs without strings, for a caller that keeps its own
+ * index by model (the router's scoreidx.c): a node's own inputs, and the
+ * facts of one model on one node (what scorer_score() finds by name in a
+ * struct scorer_node's lists). scorer_score() converts each node to this
+ * form (scorer_entry_from_node) and scores it with the same code as
+ * scorer_rank(), so both give the same numbers.
+ */
+#define SCORER_MARK_EXCLUDED  0x01u /* eliminated ("excluded") */
+#define SCORER_MARK_PROBATION 0x02u /* one slot, whatever num_parallel */
+
+struct scorer_cnode {
+    uint8_t status;   /* enum scorer_status */
+    uint8_t pressure; /* enum scorer_pressure */
+    uint8_t cap_mode; /* enum scorer_cap_mode, when cap_present */
+    uint8_t marks;    /* SCORER_MARK_* for this request; other bits are
+                         the caller's */
+    bool has_ollama;
+    bool cap_present;
+    uint32_t num_parallel; /* 0 means 1 */
+    double mem_total_gb;   /* 0 = no memory report */
+    double mem_available_gb;
+    double bandwidth_gbs;
+    double cap_availability;
+    double cap_ceiling_gb;
+};
+
+struct scorer_centry {
+    uint32_t node;           /* index of the node: the tie-break index */
+    uint32_t in_flight;      /* the router's requests of the model on it */
+    uint32_t queued;         /* waiting in the router for a slot on it */
+    uint32_t context_length; /* of the loaded model; 0 = unknown */
+    bool loaded;             /* the model is in memory on the node */
+    bool on_disk;            /* ... in models_available */
+    bool unloaded;           /* ... left memory there at unloaded_ns */
+    double size_gb;          /* loaded size; <= 0 = unknown */
+    int64_t unloaded_ns;
+};
+
+/* What scorer_rank() keeps of an entry from one request to the next (see
+ * there): 24 bytes, all a request without marks reads of most entries. */
+#define SCORER_MEMO_ELIGIBLE 0x01u /* not eliminated, marks aside */
+#define SCORER_MEMO_LOADED   0x02u
+#define SCORER_MEMO_DEGRADED 0x04u
+
+struct scorer_memo {
+    double prefix;           /* the sum of the first six signals */
+    uint32_t stamp;          /* the stamp it was made with; 0 = none */
+    uint32_t node;           /* the entry's */
+    uint32_t context_length; /* the entry's */
+    uint8_t flags;           /* SCORER_MEMO_* */
+};
+
 struct scorer_request {
     const char *model;        /* borrowed; normalised, "llama3.2:latest" */
     int64_t estimated_tokens; /* from scorer_estimate_tokens(); 0 unknown */
@@ -181,6 +237,77 @@ int scorer_rank_cmp(const struct scorer_result *a,
 int scorer_score(const struct scorer_node *nodes, size_t n,
                  const struct scorer_request *req,
                  const struct scorer_weights *w, struct scorer_result *out);
+
+/*
+ * The pieces of scorer_score() for a caller that keeps its own index.
+ *
+ * The fleet-wide inputs of a decision: median_bw, the median bandwidth of
+ * the nodes that are not offline and report one (scorer_median()), and
+ * fleet_size_gb, the model's first loaded size > 0 in node order, else
+ * scorer_estimate_size_gb() of its name.
+ *
+ * scorer_entry_from_node() converts nd (its excluded, in_flight, queued
+ * and num_parallel as the caller patched them) for model, as the node at
+ * index.
+ * scorer_score_entry() fills *out for node n and model entry e, with the
+ * p75 latency p75_ms (0 = none), exactly as scorer_score() does.
+ */
+void scorer_entry_from_node(const struct scorer_node *nd, size_t index,
+                            const char *model, struct scorer_cnode *n,
+                            struct scorer_centry *e);
+void scorer_score_entry(const struct scorer_cnode *n,
+                        const struct scorer_centry *e, double p75_ms,
+                        const struct scorer_request *req,
+                        const struct scorer_weights *w, double median_bw,
+                        double fleet_size_gb, struct scorer_result *out);
+
+/* An eligible node in a ranking: what the order reads. */
+struct scorer_key {
+    double total;
+    double tiebreak;
+    uint32_t in_flight;
+    uint32_t node;  /* the tie-break index */
+    uint32_t ent;   /* index of its entry in the array given */
+    bool slot_free; /* in_flight < num_parallel (1 on probation) */
+};
+
+/* p75 latency in ms of the model on the node of ents[ent], 0 = none. */
+typedef double (*scorer_p75_fn)(void *arg, const struct scorer_centry *e);
+
+/*
+ * Scores ents[0..n), one model on n nodes (nodes indexed by e->node), for
+ * req, and stores a key for each eligible one in keys[] (room for n):
+ * returns how many. *best_free is the index in keys of the best one with
+ * a free slot (SIZE_MAX: none): the node a request goes to, the one
+ * scorer_score() lists first among those with a free slot; *busy the
+ * number of those without a free slot. p75 (may be NULL) is asked only
+ * for eligible entries with requests in flight.
+ * scorer_keys_top() then puts the best min(count, k) first, sorted, as
+ * scorer_score() orders results, when they are wanted (for a trace).
+ *
+ * memos (NULL = none), an array parallel to ents, lets it keep for each
+ * entry its eligibility and the part of its score that does not depend
+ * on the request, and reuse them while memos[i].stamp equals stamp (not
+ * 0). The caller must give a new stamp whenever the settings (w) or
+ * fleet_size_gb change, and set memos[i].stamp to 0 whenever it changes
+ * ents[i] or its node. marks says whether any node has marks for this
+ * request; without, a remembered entry is scored from its memo alone.
+ * It writes only keys and memos: safe from any thread that owns them.
+ */
+size_t scorer_rank(const struct scorer_cnode *nodes,
+                   const struct scorer_centry *ents, struct scorer_memo *memos,
+                   size_t n, const struct scorer_request *req,
+                   const struct scorer_weights *w, double median_bw,
+                   double fleet_size_gb, uint32_t stamp, bool marks,
+                   scorer_p75_fn p75, void *p75_arg, struct scorer_key *keys,
+                   size_t *best_free, size_t *busy);
+void scorer_keys_top(struct scorer_key *keys, size_t n, size_t k);
+/* < 0 when a ranks before b: scorer_rank_cmp()'s order for keys. */
+int scorer_key_cmp(const struct scorer_key *a, const struct scorer_key *b);
+
+/* The median of v[0..n) (the mean of the middle two for an even n), 0 for
+ * n = 0; reorders v. */
+double scorer_median(double *v, size_t n);
 
 /*
  * The size in GB of model as the scorer sees it on nodes[self]: its

@@ -955,6 +955,96 @@ test_removal_keeps_order(void **state)
     registry_free(reg);
 }
 
+/* Watch recorder: "N:id@pos", "R:id@pos", "I:id:model=count". */
+struct watched {
+    int n;
+    char ev[32][400];
+};
+
+static void
+record_watch(enum registry_watch_kind kind, const struct registry_node *n,
+             const char *model, int64_t count, void *arg)
+{
+    struct watched *w = arg;
+
+    if (w->n >= 32)
+        return;
+    if (kind == REGISTRY_WATCH_INFLIGHT)
+        snprintf(w->ev[w->n], sizeof(w->ev[0]), "I:%s:%s=%lld", n->id, model,
+                 (long long)count);
+    else
+        snprintf(w->ev[w->n], sizeof(w->ev[0]), "%c:%s@%zu",
+                 kind == REGISTRY_WATCH_NODE ? 'N' : 'R', n->id, n->pos);
+    w->n++;
+}
+
+/* Every change to what routing reads is reported, and only those; a
+ * node's pos follows its place in registry order. */
+static void
+test_watch(void **state)
+{
+    struct registry_config cfg;
+    struct registry *reg;
+    struct registry_reply r;
+    struct watched w = {0};
+    char err[256];
+    struct hb_opts o = {0};
+    static const char *const want[] = {
+        "N:a@0",      "N:b@1",      "N:c@2", /* joined */
+        "N:b@1",                             /* a heartbeat */
+        "I:b:m:1b=1", "I:b:m:1b=0",          /* a slot taken, given back */
+        "N:b@1",                             /* drained */
+        "N:c@2",      "N:c@2",               /* pulled, deleted */
+        "N:a@0",                             /* a heartbeat */
+        "N:a@0",      "N:c@2",               /* degraded */
+        "N:a@0",                             /* offline */
+        "R:b@1",      "N:c@1",               /* b removed; c offline, moved */
+        "R:a@0",      "R:c@0",               /* removed */
+    };
+
+    (void)state;
+    registry_config_default(&cfg);
+    cfg.remove_after_ns = 60 * SEC;
+    reg = registry_new(&cfg);
+    registry_set_watch(reg, record_watch, &w);
+    o.node_id = "a";
+    beat(reg, &o, "10.0.0.2", T0);
+    o.node_id = "b";
+    beat(reg, &o, "10.0.0.2", T0);
+    o.node_id = "c";
+    beat(reg, &o, "10.0.0.2", T0);
+    o.node_id = "b";
+    beat(reg, &o, "10.0.0.2", T0 + SEC);
+    /* refused: no event */
+    assert_int_not_equal(send_str(reg, "{\"node_id\":\"b\"}", "10.0.0.2",
+                                  T0 + SEC, &r, err, sizeof(err)),
+                         0);
+    assert_int_equal(registry_inflight_add(reg, "b", "m:1b", 1), 1);
+    assert_int_equal(registry_inflight_add(reg, "b", "m:1b", 0), 1);
+    assert_int_equal(registry_inflight_add(reg, "b", "m:1b", -5), 0);
+    assert_int_equal(registry_inflight_add(reg, "b", "m:1b", -1), 0);
+    assert_int_equal(send_str(reg, "{\"node_id\":\"b\",\"draining\":true}",
+                              "10.0.0.2", T0 + SEC, &r, err, sizeof(err)),
+                     0);
+    assert_int_equal(registry_node_add_model(reg, "c", "x:1b"), 0);
+    assert_int_equal(registry_node_add_model(reg, "c", "x:1b"), 0);
+    assert_int_equal(registry_node_remove_model(reg, "c", "x:1b"), 0);
+    assert_int_equal(registry_node_remove_model(reg, "c", "x:1b"), -ENOENT);
+    /* a and c fall silent; b (drained at T0 + 1 s) is removed first */
+    o.node_id = "a";
+    beat(reg, &o, "10.0.0.2", T0 + 2 * SEC);
+    registry_tick(reg, T0 + 20 * SEC); /* a, c: degraded */
+    assert_int_equal(registry_tick(reg, T0 + 62 * SEC), 3);
+    assert_int_equal(registry_count(reg), 2);
+    assert_int_equal(registry_node_at(reg, 1)->pos, 1);
+    assert_string_equal(registry_node_at(reg, 1)->id, "c");
+    registry_tick(reg, T0 + 200 * SEC);
+    assert_int_equal(w.n, sizeof(want) / sizeof(want[0]));
+    for (int i = 0; i < w.n; i++)
+        assert_string_equal(w.ev[i], want[i]);
+    registry_free(reg);
+}
+
 static void
 test_drain_then_heartbeat(void **state)
 {
@@ -1228,6 +1318,7 @@ main(void)
         cmocka_unit_test(test_ageing),
         cmocka_unit_test(test_ageing_custom),
         cmocka_unit_test(test_removal_keeps_order),
+        cmocka_unit_test(test_watch),
         cmocka_unit_test(test_drain_then_heartbeat),
         cmocka_unit_test(test_inflight),
         cmocka_unit_test(test_admission),
