@@ -304,6 +304,7 @@ async function startNode(name, herd, sim, { numParallel, interval = 5, args = []
 // to the upstream, no buffering of streams, no access log, one worker (herd
 // is one event loop too; see README).
 async function startNginx(name, sim) {
+  const sims = Array.isArray(sim) ? sim : [sim];
   const d = dir(name);
   const port = await freePort();
   for (const t of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) fs.mkdirSync(path.join(d, t));
@@ -332,7 +333,7 @@ http {
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     upstream herdsim {
-        server ${sim.addr};
+${sims.map((x) => `        server ${x.addr};`).join('\n')}
         keepalive 1024;
         keepalive_requests 1000000;
         keepalive_timeout 300s;
@@ -344,7 +345,7 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             # herd-sim checks Host on loopback, as Ollama does.
-            proxy_set_header Host ${sim.addr};
+            proxy_set_header Host ${sims.length === 1 ? sims[0].addr : '127.0.0.1'};
             proxy_buffering off;
             proxy_request_buffering off;
             proxy_read_timeout 300s;
@@ -850,7 +851,11 @@ async function sectionStreaming() {
   const herd = await startHerd('herd-stream');
   const nodes = [];
   for (let i = 0; i < n; i++) nodes.push(await startNode(`node-stream-${i}`, herd, sims[i], { numParallel: slots }));
-  const setup = [sims[0].cmd + '   # x4', herd.cmd, nodes[0].cmd + '   # one per sim'];
+  // nginx over the same sims (round robin; every sim has every model):
+  // the reference for what proxying a token costs on this machine.
+  const nginx = await startNginx('nginx-stream', sims);
+  const setup = [sims[0].cmd + '   # x4', herd.cmd, nodes[0].cmd + '   # one per sim',
+    `${nginx.cmd}   # upstream: the 4 sims, proxy_buffering off`];
 
   const runs = [];
   for (const streams of CFG.streamLevels) {
@@ -860,10 +865,10 @@ async function sectionStreaming() {
       model: m, messages: [{ role: 'user', content: 'Describe the fleet.' }], stream: true,
       format: longSchema(), options: { num_predict: tokens },
     }));
-    for (const target of ['direct', 'herd']) {
+    for (const target of ['direct', 'nginx', 'herd']) {
       const where = `streaming ${target} ${streams} streams`;
       log(`${where} (ramp ${ramp} s, ${tokens} tokens each)`);
-      const urls = target === 'herd' ? [herd.url] : sims.map((s) => s.url);
+      const urls = target === 'herd' ? [herd.url] : target === 'nginx' ? [nginx.url] : sims.map((s) => s.url);
       const peakBefore = await Promise.all(sims.map(async (s) => JSON.parse((await httpGet(`${s.url}/_sim/state`)).text).peak_active));
       const j = await loadgen(where, ['stream', ...urls.flatMap((u) => ['--url', `${u}/api/chat`]),
         ...files.flatMap((f) => ['--body', `@${rel(f)}`]), '--streams', String(streams), '--ramp', String(ramp),
@@ -883,6 +888,9 @@ async function sectionStreaming() {
         herd_wait_pct: target === 'herd' ? sampler.waitPct(herd.pid, a, b) : null,
         herd_us_per_token: target === 'herd' ? (sampler.cpu(herd.pid, a, b) / 100) / (streams * CFG.streamTps) * 1e6 : null,
         herd_rss: target === 'herd' ? sampler.rssMax(herd.pid, j.t0, j.t1) : null,
+        nginx_cpu_pct: target === 'nginx' ? sampler.cpu(nginx.workers[0], a, b) : null,
+        nginx_us_per_token: target === 'nginx' ? (sampler.cpu(nginx.workers[0], a, b) / 100) / (streams * CFG.streamTps) * 1e6 : null,
+        nginx_rss: target === 'nginx' ? sampler.rssMax(nginx.workers[0], j.t0, j.t1) : null,
         herd_fds_after: target === 'herd' ? fdCount(herd.pid) : null,
         sims_cpu_pct: sims.map((s) => sampler.cpu(s.pid, a, b)),
         client_cpu_pct: sampler.cpu(j.pid, a, b),
@@ -892,7 +900,7 @@ async function sectionStreaming() {
     }
   }
   const herdStatus = procStatus(herd.pid);
-  for (const p of [...nodes, herd, ...sims]) await p.stop();
+  for (const p of [...nodes, herd, nginx, ...sims]) await p.stop();
   return { runs, setup, herd_status_end: herdStatus };
 }
 
@@ -1066,11 +1074,12 @@ function verdicts() {
     const base = s.streaming.runs.filter((r) => r.target === 'herd' && r.herd_us_per_token != null)
       .sort((a, b) => (a.herd_wait_pct < 25) === (b.herd_wait_pct < 25) ? b.streams - a.streams : (a.herd_wait_pct < 25 ? -1 : 1))[0];
     const cores = base ? (base.herd_us_per_token * 5000 * CFG.streamTps) / 1e6 : null;
+    const nginxTok = base ? s.streaming.runs.find((r) => r.target === 'nginx' && r.streams === base.streams && r.nginx_us_per_token != null) : null;
     if (kept) {
       add('5,000 streams at 20 tok/s: herd CPU', '< 1 core', `${f1(S.herd_cpu_pct, 0)} % of a core`, S.herd_cpu_pct < 100);
     } else {
       add('5,000 streams at 20 tok/s: herd CPU', '< 1 core',
-        `not measurable here: herd got ${f1(S.herd_cpu_pct, 0)} % and waited ${f1(S.herd_wait_pct, 0)} % of the window for a CPU (lag p50 ${us(S.lag_us.p50)}); at ${base?.streams} streams it cost ${f1(base?.herd_us_per_token, 1)} µs a token, i.e. ≈ ${f1(cores, 2)} cores at 5,000`,
+        `not measurable here: herd got ${f1(S.herd_cpu_pct, 0)} % and waited ${f1(S.herd_wait_pct, 0)} % of the window for a CPU (lag p50 ${us(S.lag_us.p50)}); at ${base?.streams} streams it cost ${f1(base?.herd_us_per_token, 1)} µs a token, i.e. ≈ ${f1(cores, 2)} cores at 5,000${nginxTok ? ` (nginx in the same run: ${f1(nginxTok.nginx_us_per_token, 1)} µs a token at ${nginxTok.streams}, ≈ ${f1(nginxTok.nginx_us_per_token * 5000 * CFG.streamTps / 1e6, 2)} cores)` : ''}`,
         cores != null ? cores < 1 : null);
     }
     add('5,000 streams at 20 tok/s: herd RSS', '< 150 MB', mb(S.herd_rss), S.herd_rss < 150e6);
@@ -1153,12 +1162,15 @@ function markdown() {
   if (s.streaming) {
     p(`## 3. Streaming: concurrent streams at ${CFG.streamTps} tokens/s across ${CFG.streamSims} herd-sim nodes`, '');
     p(`Each stream asks for ${CFG.streamTps} × (ramp + ${CFG.streamHold} s) tokens; streams start evenly over the ramp (1 s per 1,000), so all are open together for ${CFG.streamHold} s. herd CPU is measured over that window from /proc/<pid>/stat; RSS is the largest /proc sample during the run. Lag: each NDJSON line's \`created_at\` (herd-sim's wall clock when it emitted the token, ns) against the client's wall clock when the line arrived; direct runs give the floor that herd-sim and the client themselves add on this machine. One run per level (the per-token samples are many).`, '');
-    p('| streams | target | ok / failed | open at once | tok/s per stream (p50) | lag p50 | lag p99 | lag max | TTFB p50 | TTFB p99 | herd CPU | herd CPU per token | herd waiting for a CPU | herd RSS (max) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    p('| streams | target | ok / failed | open at once | tok/s per stream (p50) | lag p50 | lag p99 | lag max | TTFB p50 | TTFB p99 | proxy CPU | proxy CPU per token | herd waiting for a CPU | proxy RSS (max) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of s.streaming.runs) {
-      const h = r.target === 'herd';
-      p(`| ${r.streams} | ${r.target} | ${r.ok} / ${r.errors} | ${r.active_peak} | ${f1(r.tok_per_s, 2)} | ${us(r.lag_us.p50)} | ${us(r.lag_us.p99)} | ${us(r.lag_us.max)} | ${us(r.ttfb_us.p50)} | ${us(r.ttfb_us.p99)} | ${h ? `${f1(r.herd_cpu_pct, 0)} %` : ''} | ${h ? `${f1(r.herd_us_per_token, 1)} µs` : ''} | ${h ? `${f1(r.herd_wait_pct, 0)} %` : ''} | ${h ? mb(r.herd_rss) : ''} |`);
+      const h = r.target === 'herd', n = r.target === 'nginx';
+      const cpu = h ? r.herd_cpu_pct : n ? r.nginx_cpu_pct : null;
+      const tok = h ? r.herd_us_per_token : n ? r.nginx_us_per_token : null;
+      const rss = h ? r.herd_rss : n ? r.nginx_rss : null;
+      p(`| ${r.streams} | ${r.target} | ${r.ok} / ${r.errors} | ${r.active_peak} | ${f1(r.tok_per_s, 2)} | ${us(r.lag_us.p50)} | ${us(r.lag_us.p99)} | ${us(r.lag_us.max)} | ${us(r.ttfb_us.p50)} | ${us(r.ttfb_us.p99)} | ${cpu != null ? `${f1(cpu, 0)} %` : ''} | ${tok != null ? `${f1(tok, 1)} µs` : ''} | ${h ? `${f1(r.herd_wait_pct, 0)} %` : ''} | ${rss != null ? mb(rss) : ''} |`);
     }
-    p('', '"herd waiting for a CPU": the share of the window herd\'s loop thread was runnable but not running (/proc/<pid>/schedstat): when it is large the machine, not herd, is the limit. "CPU per token": herd\'s CPU time in the window divided by the tokens the streams should have carried (streams × 20/s). The TTFB of these streams includes herd-sim\'s modelled prompt evaluation, which depends on its prefix cache (warm after the direct run), so section 4 is the TTFB comparison.');
+    p('', '"herd waiting for a CPU": the share of the window herd\'s loop thread was runnable but not running (/proc/<pid>/schedstat): when it is large the machine, not herd, is the limit. "CPU per token": the proxy\'s CPU time in the window (herd\'s process, or nginx\'s one worker) divided by the tokens the streams should have carried (streams × 20/s). On loopback a proxy\'s write also pays for the client socket\'s receive path (softirq in the writer\'s context), so nginx in the same run is the floor for this machine. The TTFB of these streams includes herd-sim\'s modelled prompt evaluation, which depends on its prefix cache (warm after the direct run), so section 4 is the TTFB comparison.');
     p('', 'herd-sim CPU during the window (4 sims, % of a core each): ' +
       s.streaming.runs.map((r) => `${r.streams} ${r.target}: ${r.sims_cpu_pct.map((x) => f1(x, 0)).join('/')}`).join('; ') + '.',
       '', 'The client (bench/loadgen) in the same window: ' +
