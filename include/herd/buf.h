@@ -41,6 +41,10 @@ int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
 
 /* Drops the first n bytes (n > len drops everything). */
 void buf_consume(struct buf *b, size_t n);
+/* Appends v in decimal, as "%llu" / "%lld" would, without printf (for
+ * numbers written once a request or a token). */
+int buf_append_u64(struct buf *b, unsigned long long v) HERD_MUST_USE;
+int buf_append_i64(struct buf *b, long long v) HERD_MUST_USE;
 /* Appends p[0..n) in base64 (RFC 4648, with padding). */
 int buf_append_base64(struct buf *b, const void *p, size_t n) HERD_MUST_USE;
 /* Appends float values as little-endian IEEE 754 binary32, in base64: the

@@ -165,6 +165,41 @@ buf_take(struct buf *b, size_t *lenp)
     return p;
 }
 
+/* Decimal digits of v, with a minus when neg, at the end of tmp[24]. */
+static size_t
+buf_fmt_dec(char tmp[24], unsigned long long v, int neg)
+{
+    char *q = tmp + 24;
+
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    if (neg)
+        *--q = '-';
+    return (size_t)(tmp + 24 - q);
+}
+
+int
+buf_append_u64(struct buf *b, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = buf_fmt_dec(tmp, v, 0);
+
+    return buf_append(b, tmp + 24 - n, n);
+}
+
+int
+buf_append_i64(struct buf *b, long long v)
+{
+    char tmp[24];
+    size_t n = buf_fmt_dec(
+        tmp, v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v,
+        v < 0);
+
+    return buf_append(b, tmp + 24 - n, n);
+}
+
 int
 buf_append_base64(struct buf *b, const void *p, size_t n)
 {

@@ -685,22 +685,8 @@ json_print_num(struct buf *b, const cJSON *v)
         return buf_append(b, "null", 4);
     if (d == 0 && signbit(d))
         return buf_append(b, "-0", 2);
-    if (d == floor(d) && fabs(d) < 1e15) {
-        /* what cJSON prints with "%1.15g" for an integer of at most 15
-         * digits: the digits */
-        long long i = (long long)d;
-        unsigned long long u =
-            i < 0 ? 0ull - (unsigned long long)i : (unsigned long long)i;
-        char *q = tmp + sizeof(tmp);
-
-        do {
-            *--q = (char)('0' + u % 10);
-            u /= 10;
-        } while (u != 0);
-        if (i < 0)
-            *--q = '-';
-        return buf_append(b, q, (size_t)(tmp + sizeof(tmp) - q));
-    }
+    if (d == floor(d) && fabs(d) < 1e15) /* what "%1.15g" writes then */
+        return buf_append_i64(b, (long long)d);
     n = snprintf(tmp, sizeof(tmp), "%1.15g", d);
     back = strtod(tmp, NULL);
     if (n < 0 || (size_t)n >= sizeof(tmp) ||

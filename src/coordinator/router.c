@@ -349,21 +349,8 @@ router_rank(struct router *r, const struct route_req *rr, const char *model,
                      r->h->traces != NULL ? router_p75 : NULL, r, rk);
 }
 
-
 /* Up to 64 candidates a decision are rendered for the trace: their
  * numbers are written without printf. */
-static int
-router_uint(struct buf *b, unsigned long long u)
-{
-    char tmp[24], *q = tmp + sizeof(tmp);
-
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    return buf_append(b, q, (size_t)(tmp + sizeof(tmp) - q));
-}
-
 /* What "%.4f" writes; printf itself where the rounding is a near tie or
  * the value is out of fixed-point range. */
 static int
@@ -386,12 +373,12 @@ router_fixed4(struct buf *b, double v)
         if ((rc = buf_append(b, "-", 1)) != 0)
             return rc;
     }
-    unsigned long long u = q < 0 ? 0ull - (unsigned long long)q
-                                 : (unsigned long long)q;
+    unsigned long long u =
+        q < 0 ? 0ull - (unsigned long long)q : (unsigned long long)q;
     char frac4[5] = {(char)('0' + u / 1000 % 10), (char)('0' + u / 100 % 10),
                      (char)('0' + u / 10 % 10), (char)('0' + u % 10), 0};
 
-    if ((rc = router_uint(b, u / 10000)) != 0 ||
+    if ((rc = buf_append_u64(b, u / 10000)) != 0 ||
         (rc = buf_append(b, ".", 1)) != 0)
         return rc;
     return buf_append(b, frac4, 4);
@@ -413,11 +400,11 @@ router_candidate_json(const struct router *r, const struct scorer_result *res,
     if (rc == 0)
         rc = buf_appends(b, ",\"in_flight\":");
     if (rc == 0)
-        rc = router_uint(b, res->in_flight);
+        rc = buf_append_u64(b, res->in_flight);
     if (rc == 0)
         rc = buf_appends(b, ",\"num_parallel\":");
     if (rc == 0)
-        rc = router_uint(b, num_parallel ? num_parallel : 1);
+        rc = buf_append_u64(b, num_parallel ? num_parallel : 1);
     if (rc == 0)
         rc = buf_appends(b, ",\"breakdown\":");
     if (rc == 0)

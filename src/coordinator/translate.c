@@ -455,18 +455,9 @@ translate_stream_cleanup(struct translate_stream *ts)
 static int
 ts_head(const struct translate_stream *ts, struct buf *b, const char *object)
 {
-    char num[24], *q = num + sizeof(num);
-    uint64_t u =
-        ts->created < 0 ? 0 - (uint64_t)ts->created : (uint64_t)ts->created;
     int rc;
 
-    /* by hand: this runs once a streamed token */
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (ts->created < 0)
-        *--q = '-';
+    /* without printf: this runs once a streamed token */
     rc = buf_appends(b, "{\"id\":\"");
     if (rc == 0)
         rc = buf_appends(b, ts->id);
@@ -477,7 +468,7 @@ ts_head(const struct translate_stream *ts, struct buf *b, const char *object)
     if (rc == 0)
         rc = buf_appends(b, "\",\"created\":");
     if (rc == 0)
-        rc = buf_append(b, q, (size_t)(num + sizeof(num) - q));
+        rc = buf_append_i64(b, ts->created);
     if (rc == 0)
         rc = buf_appends(b, ",\"model\":");
     if (rc == 0)

@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,6 +230,39 @@ test_base64(void **state)
     buf_cleanup(&b);
 }
 
+/* buf_append_i64/u64 write what printf writes, edges included, and
+ * leave the buffer as it was when they do not fit. */
+static void
+test_append_integers(void **state)
+{
+    static const long long iv[] = {
+        0, 1, -1, 9, 10, -10, 123456789, -987654321012LL, LLONG_MAX, LLONG_MIN};
+    static const unsigned long long uv[] = {0, 1, 10, 18446744073709551615ull,
+                                            4294967296ull};
+    char want[64];
+    struct buf b;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(iv) / sizeof(iv[0]); i++) {
+        buf_init(&b, 64);
+        assert_int_equal(buf_append_i64(&b, iv[i]), 0);
+        snprintf(want, sizeof(want), "%lld", iv[i]);
+        assert_string_equal(b.data, want);
+        buf_cleanup(&b);
+    }
+    for (size_t i = 0; i < sizeof(uv) / sizeof(uv[0]); i++) {
+        buf_init(&b, 64);
+        assert_int_equal(buf_append_u64(&b, uv[i]), 0);
+        snprintf(want, sizeof(want), "%llu", uv[i]);
+        assert_string_equal(b.data, want);
+        buf_cleanup(&b);
+    }
+    buf_init(&b, 4);
+    assert_int_equal(buf_append_i64(&b, -1234), -E2BIG);
+    assert_int_equal(b.len, 0);
+    buf_cleanup(&b);
+}
+
 int
 main(void)
 {
@@ -242,6 +277,7 @@ main(void)
         cmocka_unit_test(test_appendf_respects_cap),
         cmocka_unit_test(test_reset_and_consume),
         cmocka_unit_test(test_take_transfers_ownership),
+        cmocka_unit_test(test_append_integers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
