@@ -66,7 +66,7 @@ struct herd_stats {
     uint64_t held_total, hold_timeouts;
     uint64_t heartbeats, heartbeats_refused;
     uint64_t decisions;
-    uint64_t decision_ns_total; /* time spent in the scorer */
+    uint64_t decision_ns_total; /* time spent deciding, slot included */
 };
 
 struct herd {
