@@ -128,6 +128,13 @@ void http_call_resume(struct http_call *call);
  */
 void http_call_cancel(struct http_call *call);
 
+/*
+ * Whether http_call_start() would take url: 0, -EPROTONOSUPPORT for a
+ * scheme other than http:// (https:// included), -EINVAL when it is
+ * malformed; a sentence in err (may be NULL).
+ */
+int http_url_check(const char *url, char *err, size_t errlen);
+
 /* The final status, 0 before on_response. */
 int http_call_status(const struct http_call *call);
 

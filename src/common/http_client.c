@@ -1650,6 +1650,23 @@ hc_parse_url(const char *url, struct hc_url *u, char *err, size_t errlen)
     return 0;
 }
 
+int
+http_url_check(const char *url, char *err, size_t errlen)
+{
+    struct hc_url u;
+    char dummy[1];
+
+    if (err == NULL || errlen == 0) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    if (url == NULL || *url == '\0') {
+        snprintf(err, errlen, "no URL");
+        return -EINVAL;
+    }
+    return hc_parse_url(url, &u, err, errlen);
+}
+
 /* NULL when the caller's header line is to be sent, "" when it is to be
  * dropped silently, else what is wrong with it. */
 static const char *

@@ -32,7 +32,7 @@
 #include "herd/json.h"
 #include "herd/mdns.h"
 
-#include "nhttp.h"
+#include "herd/http_client.h"
 
 #define GIB            (1024.0 * 1024.0 * 1024.0)
 #define AGENT_MDNS_MAX 8 /* coordinators remembered from mDNS */
@@ -657,11 +657,11 @@ struct agent {
     int num_parallel;
     char auth_header[600]; /* "Authorization: Bearer ..." or "" */
     /* loop resources */
-    struct nhttp *http;  /* owned */
-    struct probe *probe; /* owned */
+    struct http_client *http; /* owned */
+    struct probe *probe;      /* owned */
     uv_timer_t timer;
     bool timer_inited;
-    struct nhttp_req *post; /* the heartbeat or drain POST in flight */
+    struct http_call *post; /* the heartbeat or drain POST in flight */
     int open_parts;         /* closes still to be reported */
     void (*stop_done)(void *);
     void *stop_ud;
@@ -788,24 +788,37 @@ agent_setup_hardware(struct agent *a)
         log_info("GPU: %zu x %s via NVML", a->gpus.n, a->gpus.gpu[0].name);
 }
 
-/* A URL herd-node can use: plain http:// (nhttp has no TLS). NULL and
- * "" mean "not set" and pass. */
+/* A URL herd-node can use: plain http:// (its HTTP client has no TLS).
+ * NULL and "" mean "not set" and pass. */
 static int
 agent_check_url(const char *what, const char *url, char *err, size_t errlen)
 {
-    struct nhttp_url u;
+    bool https = strncasecmp(url ? url : "", "https://", 8) == 0;
     char why[300];
     int rc;
 
     if (url == NULL || *url == '\0')
         return 0;
-    rc = nhttp_parse_url(url, &u, why, sizeof(why));
-    if (rc == -ENOTSUP && strcmp(what, "Ollama URL") == 0)
+    rc = http_url_check(url, why, sizeof(why));
+    if (rc == 0)
+        return 0;
+    if (https && strcmp(what, "Ollama URL") == 0)
         snprintf(err, errlen,
                  "Ollama URL %.300s: https is not supported by herd-node; "
                  "Ollama itself serves plain http (http://localhost:11434)",
                  url);
-    else if (rc != 0)
+    else if (https)
+        snprintf(err, errlen,
+                 "%s %.300s: https is not supported by herd-node; put the "
+                 "coordinator behind plain http on the LAN or use a local "
+                 "proxy",
+                 what, url);
+    else if (rc == -EPROTONOSUPPORT)
+        snprintf(err, errlen,
+                 "%s %.300s: unsupported scheme (herd-node speaks plain "
+                 "http://)",
+                 what, url);
+    else
         snprintf(err, errlen, "%s %s", what, why);
     return rc;
 }
@@ -1156,7 +1169,7 @@ agent_capacity(struct agent *a, double now, double cpu,
     return d;
 }
 
-static void agent_on_post_done(struct nhttp_req *call, int err,
+static void agent_on_post_done(struct http_call *call, int err,
                                const char *errmsg, void *ud);
 
 static void
@@ -1165,7 +1178,7 @@ agent_post(struct agent *a, const char *what, unsigned connect_ms,
 {
     const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
     char url[AGENT_URL_MAX + 16], err[256];
-    struct nhttp_opts o = {
+    struct http_call_opts o = {
         .method = "POST",
         .url = url,
         .headers = headers,
@@ -1181,7 +1194,7 @@ agent_post(struct agent *a, const char *what, unsigned connect_ms,
     if (a->auth_header[0] != '\0')
         headers[1] = a->auth_header;
     snprintf(url, sizeof(url), "%s/heartbeat", a->router_url);
-    a->post = nhttp_start(a->http, &o, err, sizeof(err));
+    a->post = http_call_start(a->http, &o, err, sizeof(err));
     if (a->post == NULL) {
         log_warn("%s: cannot start the POST to %s: %s", what, url, err);
         if (a->state == AGENT_DRAINING)
@@ -1333,11 +1346,11 @@ agent_write_ready(struct agent *a)
 }
 
 static void
-agent_on_post_done(struct nhttp_req *call, int err, const char *errmsg,
+agent_on_post_done(struct http_call *call, int err, const char *errmsg,
                    void *ud)
 {
     struct agent *a = ud;
-    int status = call != NULL ? nhttp_status(call) : 0;
+    int status = call != NULL ? http_call_status(call) : 0;
     enum log_level lvl;
     char msg[512];
     const char *body;
@@ -1358,7 +1371,7 @@ agent_on_post_done(struct nhttp_req *call, int err, const char *errmsg,
                           a->token[0] != '\0', msg, sizeof(msg), &lvl))
         log_msg(lvl, "%s", msg);
     if (err == 0 && status == 200) {
-        body = nhttp_body(call, &len);
+        body = http_call_body(call, &len);
         agent_handle_reply(a, body, len);
         agent_write_ready(a);
     }
@@ -1376,7 +1389,7 @@ agent_start(struct agent *a, char *err, size_t errlen)
     double cpu;
     int rc;
 
-    a->http = nhttp_new(a->loop);
+    a->http = http_client_new(a->loop);
     if (a->http == NULL) {
         snprintf(err, errlen, "HTTP client: out of memory");
         return -ENOMEM;
@@ -1431,7 +1444,7 @@ agent_close(struct agent *a)
     agent_mdns_close(a);
     if (a->http != NULL) {
         a->open_parts++;
-        nhttp_free(a->http, agent_on_part_closed, a);
+        http_client_free(a->http, agent_on_part_closed, a);
         a->http = NULL;
     }
     if (a->timer_inited) {
@@ -1456,7 +1469,7 @@ agent_stop(struct agent *a, void (*done)(void *ud), void *ud)
         uv_timer_stop(&a->timer);
     a->armed = false;
     if (a->post != NULL) {
-        nhttp_cancel(a->post);
+        http_call_cancel(a->post);
         a->post = NULL;
     }
     probe_free(a->probe); /* cancels a running cycle */

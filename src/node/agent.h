@@ -138,7 +138,7 @@ struct agent_link_state {
 };
 
 /*
- * Records one attempt's outcome (err and errmsg as nhttp_done_cb
+ * Records one attempt's outcome (err and errmsg as http_call_done_cb
  * gives them; status the HTTP status when err is 0; url the coordinator,
  * for the message). Returns true when
  * the link changed state and the change deserves one log line, written

@@ -23,11 +23,11 @@ static const char *const part_path[PART_N] = {"/", "/api/version", "/api/ps",
 struct probe_req {
     struct probe *p;
     enum probe_part part;
-    struct nhttp_req *call; /* NULL once done */
+    struct http_call *call; /* NULL once done */
 };
 
 struct probe {
-    struct nhttp *client; /* borrowed */
+    struct http_client *client; /* borrowed */
     char base[512];
     struct probe_req reqs[PART_N];
     size_t pending;
@@ -253,14 +253,14 @@ probe_take(struct probe *p, enum probe_part part, const char *body, size_t len)
 }
 
 static void
-probe_on_done(struct nhttp_req *call, int err, const char *errmsg, void *ud)
+probe_on_done(struct http_call *call, int err, const char *errmsg, void *ud)
 {
     struct probe_req *r = ud;
     struct probe *p = r->p;
     char what[200];
     size_t len;
-    const char *body = nhttp_body(call, &len);
-    int status = nhttp_status(call);
+    const char *body = http_call_body(call, &len);
+    int status = http_call_status(call);
 
     r->call = NULL;
     if (err == 0 && status == 200) {
@@ -279,7 +279,7 @@ probe_on_done(struct nhttp_req *call, int err, const char *errmsg, void *ud)
 }
 
 struct probe *
-probe_new(struct nhttp *client, const char *base_url)
+probe_new(struct http_client *client, const char *base_url)
 {
     struct probe *p = calloc(1, sizeof(*p));
     size_t n;
@@ -306,7 +306,7 @@ probe_run(struct probe *p, unsigned timeout_ms, probe_done_cb cb, void *ud)
     p->cb = cb;
     p->ud = ud;
     for (int i = 0; i < PART_N; i++) {
-        struct nhttp_opts o = {
+        struct http_call_opts o = {
             .url = url,
             .connect_timeout_ms = timeout_ms,
             .total_timeout_ms = timeout_ms,
@@ -318,7 +318,7 @@ probe_run(struct probe *p, unsigned timeout_ms, probe_done_cb cb, void *ud)
         snprintf(url, sizeof(url), "%s%s", p->base, part_path[i]);
         p->reqs[i].p = p;
         p->reqs[i].part = (enum probe_part)i;
-        p->reqs[i].call = nhttp_start(p->client, &o, err, sizeof(err));
+        p->reqs[i].call = http_call_start(p->client, &o, err, sizeof(err));
         if (p->reqs[i].call == NULL)
             probe_fail(&p->st, err);
         else
@@ -338,7 +338,7 @@ probe_free(struct probe *p)
         return;
     for (int i = 0; i < PART_N; i++) {
         if (p->reqs[i].call != NULL)
-            nhttp_cancel(p->reqs[i].call);
+            http_call_cancel(p->reqs[i].call);
     }
     probe_state_cleanup(&p->st);
     free(p);

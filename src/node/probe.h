@@ -2,11 +2,11 @@
  * probe.h - what the local Ollama says about itself, once per heartbeat.
  *
  * A probe cycle sends four requests at once through the agent's HTTP
- * client (nhttp.h, plain http://): GET / (health), /api/version, /api/ps
- * (loaded models: size, size_vram, context_length, expires_at) and /api/tags
- * (installed models), and calls back once all four are over. The parsers are
- * pure and exposed for tests. Errors never abort a cycle: a failed request
- * leaves its part empty and the state says what failed, so a heartbeat
+ * client (herd/http_client.h, plain http://): GET / (health), /api/version,
+ * /api/ps (loaded models: size, size_vram, context_length, expires_at) and
+ * /api/tags (installed models), and calls back once all four are over. The
+ * parsers are pure and exposed for tests. Errors never abort a cycle: a failed
+ * request leaves its part empty and the state says what failed, so a heartbeat
  * always goes out (and says Ollama is unhealthy rather than vanishing).
  */
 #ifndef NODE_PROBE_H
@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "nhttp.h"
+#include "herd/http_client.h"
 
 #define PROBE_MAX_MODELS 512 /* per list; more are ignored (and counted) */
 #define PROBE_NAME_MAX   256
@@ -73,7 +73,7 @@ typedef void (*probe_done_cb)(struct probe *p, const struct probe_state *st,
 
 /* base_url: "http://localhost:11434" (no trailing slash needed); client
  * is borrowed and must outlive the probe. */
-struct probe *probe_new(struct nhttp *client, const char *base_url);
+struct probe *probe_new(struct http_client *client, const char *base_url);
 /* Starts a cycle; -EBUSY while one runs. cb fires once when all four
  * requests are over (from the loop; before probe_run returns only when
  * none of them could even start, e.g. a malformed base URL). */

@@ -1404,6 +1404,29 @@ build_canned(void)
              "\r\nContent-Length: 2\r\n\r\nok");
 }
 
+/* http_url_check says what http_call_start would say of a URL, without
+ * starting anything (herd-node checks its URLs at start with it). */
+static void
+test_url_check(void **state)
+{
+    char err[256];
+
+    (void)state;
+    assert_int_equal(http_url_check("http://127.0.0.1:11434", err, sizeof(err)),
+                     0);
+    assert_int_equal(http_url_check("localhost:11434/x?y", err, sizeof(err)),
+                     0);
+    assert_int_equal(http_url_check("http://[::1]:80/", err, sizeof(err)), 0);
+    assert_int_equal(http_url_check("HTTPS://gpu:11434", err, sizeof(err)),
+                     -EPROTONOSUPPORT);
+    assert_non_null(strstr(err, "https"));
+    assert_int_equal(http_url_check("ftp://x", err, sizeof(err)),
+                     -EPROTONOSUPPORT);
+    assert_int_equal(http_url_check("http://a b", err, sizeof(err)), -EINVAL);
+    assert_int_equal(http_url_check("http://u@h:1", err, sizeof(err)), -EINVAL);
+    assert_int_equal(http_url_check("", NULL, 0), -EINVAL);
+}
+
 int
 main(void)
 {
@@ -1434,6 +1457,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_free_from_done_and_response, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_resolver, setup, teardown),
+        cmocka_unit_test(test_url_check),
     };
     int rc;
 

@@ -144,7 +144,8 @@ on_cycle(struct probe *p, const struct probe_state *st, void *ud)
 }
 
 static void
-run_cycle(uv_loop_t *loop, struct nhttp *hc, const char *url, struct cycle *c)
+run_cycle(uv_loop_t *loop, struct http_client *hc, const char *url,
+          struct cycle *c)
 {
     struct probe *p = probe_new(hc, url);
 
@@ -209,7 +210,7 @@ test_cycle_against_herd_sim(void **state)
 {
     char dir[] = "/tmp/test_probe.XXXXXX", url[300], cmd[600];
     uv_loop_t loop;
-    struct nhttp *hc;
+    struct http_client *hc;
     struct cycle c;
     bool closed = false;
     pid_t pid;
@@ -219,7 +220,7 @@ test_cycle_against_herd_sim(void **state)
     assert_non_null(mkdtemp(dir));
     pid = start_sim(url, sizeof(url), dir);
     uv_loop_init(&loop);
-    hc = nhttp_new(&loop);
+    hc = http_client_new(&loop);
     assert_non_null(hc);
 
     run_cycle(&loop, hc, url, &c);
@@ -249,7 +250,7 @@ test_cycle_against_herd_sim(void **state)
     assert_int_equal(c.n_loaded, 0);
     assert_non_null(strstr(c.st.error, "/"));
 
-    nhttp_free(hc, loop_closed, &closed);
+    http_client_free(hc, loop_closed, &closed);
     while (!closed)
         uv_run(&loop, UV_RUN_ONCE);
     uv_run(&loop, UV_RUN_DEFAULT);
